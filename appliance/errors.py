@@ -1,0 +1,129 @@
+"""The appliance's error tree: every failure a user can meet, and the status it maps to.
+
+Core modules raise these and know nothing of gRPC; ``appliance.servicers._boundary``
+turns them into gRPC status codes in one place, looked up by ``status``. Messages
+say what was expected and what arrived, and never carry tensor contents.
+
+    ApplianceError                      INTERNAL
+    ├── ConfigError                     INVALID_ARGUMENT  (bad config file or flag)
+    ├── ModelNotFoundError              NOT_FOUND         (unknown model or version)
+    ├── InvalidInputError               INVALID_ARGUMENT  (shape, dtype, size, names)
+    ├── QueueFullError                  RESOURCE_EXHAUSTED
+    ├── NotReadyError                   UNAVAILABLE       (loading, draining, unloaded)
+    ├── DeadlineExceededError           DEADLINE_EXCEEDED
+    ├── UnauthenticatedError            UNAUTHENTICATED
+    ├── PermissionDeniedError           PERMISSION_DENIED
+    ├── ModelLoadError                  FAILED_PRECONDITION (model file unusable)
+    ├── PackageError                    FAILED_PRECONDITION (malformed package)
+    │   └── SignatureError              FAILED_PRECONDITION (unsigned, tampered, untrusted)
+    ├── SelfTestError                   FAILED_PRECONDITION (golden outputs off on this box)
+    ├── DowngradeError                  FAILED_PRECONDITION (version below highest activated)
+    └── InferenceError                  INTERNAL          (ONNX Runtime failed at run time)
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.Enum):
+    """gRPC status names, kept here so the core does not import grpc."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    INTERNAL = "INTERNAL"
+
+
+class ApplianceError(Exception):
+    """Root of every error the appliance raises on purpose."""
+
+    status: Status = Status.INTERNAL
+    #: A client's mistake is logged in one line; anything else with a traceback.
+    client_error: bool = False
+
+
+class _ClientError(ApplianceError):
+    client_error = True
+
+
+class ConfigError(_ClientError):
+    status = Status.INVALID_ARGUMENT
+
+
+class ModelNotFoundError(_ClientError):
+    status = Status.NOT_FOUND
+
+
+class InvalidInputError(_ClientError):
+    status = Status.INVALID_ARGUMENT
+
+
+class QueueFullError(_ClientError):
+    status = Status.RESOURCE_EXHAUSTED
+
+
+class NotReadyError(_ClientError):
+    status = Status.UNAVAILABLE
+
+
+class DeadlineExceededError(_ClientError):
+    status = Status.DEADLINE_EXCEEDED
+
+
+class UnauthenticatedError(_ClientError):
+    status = Status.UNAUTHENTICATED
+
+
+class PermissionDeniedError(_ClientError):
+    status = Status.PERMISSION_DENIED
+
+
+class ModelLoadError(ApplianceError):
+    status = Status.FAILED_PRECONDITION
+
+
+class PackageError(_ClientError):
+    status = Status.FAILED_PRECONDITION
+
+
+class SignatureError(PackageError):
+    pass
+
+
+class SelfTestError(_ClientError):
+    status = Status.FAILED_PRECONDITION
+
+
+class DowngradeError(_ClientError):
+    status = Status.FAILED_PRECONDITION
+
+
+class InferenceError(ApplianceError):
+    status = Status.INTERNAL
+
+
+__all__ = [
+    "ApplianceError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "DowngradeError",
+    "InferenceError",
+    "InvalidInputError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotReadyError",
+    "PackageError",
+    "PermissionDeniedError",
+    "QueueFullError",
+    "SelfTestError",
+    "SignatureError",
+    "Status",
+    "UnauthenticatedError",
+]
