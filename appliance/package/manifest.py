@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from appliance.errors import PackageError
 
-FORMAT = "apkg/1"
+FORMAT: Final = "apkg/1"
 MANIFEST_NAME = "model.json"
 MODEL_NAME = "model.onnx"
 SIGNATURE_NAME = "model.sig"

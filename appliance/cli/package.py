@@ -1,0 +1,124 @@
+"""``appliance package build | verify | inspect``: package an ONNX model someone already has.
+
+``build`` reads the tensor specs from the graph, makes golden cases (random valid inputs,
+or ``--golden FILE.npz``), writes ``model.json`` and signs the package. ``verify`` checks
+a package against public keys; ``inspect`` prints its manifest without verifying.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__ as _appliance_version
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("package", help="build, verify and inspect model packages")
+    sub = parser.add_subparsers(dest="package_command", required=True, metavar="ACTION")
+
+    build = sub.add_parser("build", help="package and sign an existing ONNX model")
+    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build.add_argument("--name", required=True)
+    build.add_argument("--version", required=True, type=int, help="integer, increasing")
+    build.add_argument("--key", required=True, type=Path, help="PEM EC private key")
+    build.add_argument("--out", required=True, type=Path, help="folder or NAME-VERSION.apkg")
+    build.add_argument("--golden", type=Path, metavar="FILE.npz",
+                       help="golden inputs keyed by input name (default: random valid inputs)")
+    build.add_argument("--labels", nargs="+", help="class labels, in output order")
+    build.add_argument("--labels-file", type=Path, help="class labels, one per line")
+    build.add_argument("--max-batch-size", type=int, default=32)
+    build.add_argument("--task", default="classification",
+                       choices=["classification", "embedding", "regression", "other"])
+    build.add_argument("--source", default="", help="where the model came from (provenance)")
+    build.set_defaults(func=_build)
+
+    verify = sub.add_parser("verify", help="check a package's signature and manifest")
+    verify.add_argument("package", type=Path, metavar="PKG")
+    verify.add_argument("--key", required=True, type=Path, action="append",
+                        help="trusted PEM public key (repeatable)")
+    verify.set_defaults(func=_verify)
+
+    inspect = sub.add_parser("inspect", help="print a package's manifest (no verification)")
+    inspect.add_argument("package", type=Path, metavar="PKG")
+    inspect.add_argument("--json", action="store_true", help="the whole model.json")
+    inspect.set_defaults(func=_inspect)
+
+
+def _labels(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if args.labels_file is not None:
+        from appliance.errors import PackageError
+
+        try:
+            lines = args.labels_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise PackageError(f"{args.labels_file}: could not read labels: {exc}") from exc
+        return tuple(line.strip() for line in lines if line.strip())
+    return tuple(args.labels) if args.labels else None
+
+
+def _build(args: argparse.Namespace) -> int:
+    from appliance.package import (
+        Manifest,
+        Provenance,
+        build_package,
+        make_golden,
+        specs_from_onnx,
+    )
+
+    inputs, outputs = specs_from_onnx(args.model)
+    golden = make_golden(args.model, args.golden)
+    manifest = Manifest(
+        name=args.name,
+        version=args.version,
+        task=args.task,
+        inputs=inputs,
+        outputs=outputs,
+        labels=_labels(args),
+        max_batch_size=args.max_batch_size,
+        provenance=Provenance(
+            source_model=args.source or args.model.name,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            tool=f"appliance {_appliance_version}",
+        ),
+        golden=golden,
+    )
+    path = build_package(args.model, manifest, args.key, args.out)
+    print(f"wrote {path} ({path.stat().st_size} bytes, {len(golden.cases)} golden cases)")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.package import verify_package
+
+    manifest = verify_package(args.package, args.key)
+    print(f"OK: {manifest.name} version {manifest.version}, signature and manifest valid")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from appliance.package import unpack_package
+
+    with tempfile.TemporaryDirectory(prefix="apkg-inspect-") as tmp:
+        manifest = unpack_package(args.package, Path(tmp) / "pkg")
+    if args.json:
+        print(manifest.model_dump_json(indent=2))
+        return 0
+    print(f"{manifest.name} version {manifest.version} ({manifest.task})")
+    for kind, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
+        for spec in specs:
+            print(f"  {kind:6} {spec.name}: {spec.datatype} {list(spec.shape)}")
+    print(f"  max batch size: {manifest.max_batch_size}")
+    if manifest.labels:
+        print(f"  labels: {', '.join(manifest.labels)}")
+    cases = len(manifest.golden.cases) if manifest.golden else 0
+    print(f"  golden cases: {cases}")
+    prov = manifest.provenance
+    print(f"  source: {prov.source_model or '-'}  created: {prov.created or '-'}")
+    if prov.metrics_after:
+        print(f"  metrics: {json.dumps(prov.metrics_after)}")
+    return 0

@@ -1,0 +1,145 @@
+"""Build, unpack and verify model packages (DESIGN.md, "Model package (.apkg)").
+
+``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``
+and the signature in a temporary folder and writes ``NAME-VERSION.apkg`` atomically.
+``unpack_package`` extracts safely; ``verify_package`` checks the signature against
+trusted keys and that the manifest matches the model. The lifecycle (push, stage,
+self-test, activate) lives in the daemon and uses these.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from appliance.errors import PackageError
+from appliance.package._onnx_specs import external_data_files, graph_specs, load_graph
+from appliance.package.archive import extract_archive, write_archive
+from appliance.package.manifest import (
+    MANIFEST_NAME,
+    MODEL_NAME,
+    SIGNATURE_NAME,
+    Manifest,
+    TensorSpec,
+    read_manifest,
+    write_manifest,
+)
+from appliance.package.signing import sign_folder, verify_folder
+
+PACKAGE_SUFFIX = ".apkg"
+
+
+def package_filename(manifest: Manifest) -> str:
+    return f"{manifest.name}-{manifest.version}{PACKAGE_SUFFIX}"
+
+
+def specs_from_onnx(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """(inputs, outputs) of an ONNX model, V2 datatypes, -1 for dynamic dimensions."""
+    return graph_specs(load_graph(Path(onnx_path)))
+
+
+def _stage(onnx_path: Path, manifest: Manifest, folder: Path) -> None:
+    model = load_graph(onnx_path)
+    inputs, outputs = graph_specs(model)
+    _check_specs(manifest, inputs, outputs)
+    shutil.copyfile(onnx_path, folder / MODEL_NAME)
+    for location in external_data_files(model):
+        source = (onnx_path.parent / location).resolve()
+        if Path(location).is_absolute() or len(Path(location).parts) != 1:
+            raise PackageError(
+                f"{onnx_path}: external data {location!r} must sit beside the model, flat"
+            )
+        if location in (MODEL_NAME, MANIFEST_NAME, SIGNATURE_NAME):
+            raise PackageError(f"{onnx_path}: external data may not be named {location!r}")
+        if not source.is_file():
+            raise PackageError(f"{onnx_path}: external data file {location!r} is missing")
+        shutil.copyfile(source, folder / location)
+    write_manifest(manifest, folder)
+
+
+def _check_specs(
+    manifest: Manifest, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> None:
+    """The manifest must describe the graph it ships with, or serving would reject requests."""
+    for kind, declared, actual in (("inputs", manifest.inputs, inputs),
+                                   ("outputs", manifest.outputs, outputs)):
+        if {s.name: s.datatype for s in declared} != {s.name: s.datatype for s in actual}:
+            raise PackageError(
+                f"model.json {kind}: expected {[(s.name, s.datatype) for s in actual]} "
+                f"(from the ONNX graph), got {[(s.name, s.datatype) for s in declared]}"
+            )
+
+
+def build_package(
+    onnx_path: Path, manifest: Manifest, private_key: Path, out_path: Path
+) -> Path:
+    """Write the signed ``NAME-VERSION.apkg`` and return its path.
+
+    ``out_path`` is a folder (the file is named for the manifest) or a file path ending
+    in ``.apkg``. The manifest's inputs/outputs must match the graph (see
+    ``specs_from_onnx``).
+    """
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if not onnx_path.is_file():
+        raise PackageError(f"expected an ONNX model at {onnx_path}, found no file")
+    if out_path.suffix != PACKAGE_SUFFIX:
+        out_path = out_path / package_filename(manifest)
+    with tempfile.TemporaryDirectory(prefix="apkg-build-") as tmp:
+        folder = Path(tmp) / "pkg"
+        folder.mkdir()
+        _stage(onnx_path, manifest, folder)
+        sign_folder(folder, Path(private_key))
+        return write_archive(folder, out_path)
+
+
+def unpack_package(
+    apkg: Path, dest_dir: Path, trusted_keys: Sequence[Path] | None = None
+) -> Manifest:
+    """Extract ``apkg`` into ``dest_dir`` safely and return its manifest.
+
+    With ``trusted_keys`` the signature is verified too (``SignatureError`` on failure).
+    """
+    names = extract_archive(Path(apkg), Path(dest_dir))
+    for required in (MODEL_NAME, MANIFEST_NAME):
+        if required not in names:
+            raise PackageError(f"{apkg}: expected {required} in the package, found none")
+    if trusted_keys is not None:
+        verify_folder(Path(dest_dir), trusted_keys)
+    return read_manifest(Path(dest_dir))
+
+
+def verify_package(apkg_or_folder: Path, trusted_keys: Sequence[Path]) -> Manifest:
+    """Verify a package file or an unpacked folder; return its manifest.
+
+    Checks, in order: safe layout, signature by one of ``trusted_keys`` over every file,
+    a valid manifest, and that the manifest's tensors match the ONNX graph.
+    """
+    path = Path(apkg_or_folder)
+    if path.is_dir():
+        return _verify_folder(path, trusted_keys)
+    with tempfile.TemporaryDirectory(prefix="apkg-verify-") as tmp:
+        folder = Path(tmp) / "pkg"
+        unpack_package(path, folder)
+        return _verify_folder(folder, trusted_keys)
+
+
+def _verify_folder(folder: Path, trusted_keys: Sequence[Path]) -> Manifest:
+    verify_folder(folder, trusted_keys)
+    manifest = read_manifest(folder)
+    if not (folder / MODEL_NAME).is_file():
+        raise PackageError(f"{folder}: expected {MODEL_NAME}, found none")
+    inputs, outputs = graph_specs(load_graph(folder / MODEL_NAME))
+    _check_specs(manifest, inputs, outputs)
+    return manifest
+
+
+__all__ = [
+    "PACKAGE_SUFFIX",
+    "build_package",
+    "package_filename",
+    "specs_from_onnx",
+    "unpack_package",
+    "verify_package",
+]
