@@ -18,7 +18,7 @@ from appliance.cli._exit import exit_code_for
 from appliance.errors import ApplianceError
 
 # Command modules, in the order `appliance --help` lists them.
-_COMMANDS = ("serve", "demo", "models", "status", "keys", "package", "compress")
+_COMMANDS = ("serve",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,295 @@
+"""Dynamic batching: requests that queue while a session is busy form its next batch.
+
+Owns the per-model queue and the worker threads that run the session. It does not know
+what a model is or how to validate a request (``appliance.model`` does that), and it
+knows nothing of gRPC.
+
+How a batch forms (DESIGN.md, "Batching"): a worker takes the oldest request, then every
+queued request whose tensors differ from it only in the batch dimension, up to
+``max_batch_size`` rows. With ``max_queue_delay_us`` = 0 an idle box runs a request at
+once, and a busy one batches whatever queued during the previous run. A positive delay
+waits that long for a fuller batch. Requests whose deadline has passed are dropped
+before they run; a full queue refuses at once.
+
+Workers are plain threads, not event-loop tasks: ONNX Runtime releases the GIL while it
+computes, and a thread blocked on a condition costs one hand-off per batch instead of
+two (task, then executor). Results go back to the event loop in one callback per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from appliance.errors import (
+    ApplianceError,
+    DeadlineExceededError,
+    InferenceError,
+    NotReadyError,
+    QueueFullError,
+)
+
+log = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+Feeds = dict[str, Array]
+RunFn = Callable[[Feeds], Feeds]
+#: (name, shape without the batch dimension, dtype) for every input, sorted by name.
+BatchKey = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    enabled: bool = True
+    max_batch_size: int = 32
+    max_queue_delay_us: int = 0
+    max_queue_size: int = 1024
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What one session run did, for statistics and metrics."""
+
+    rows: int
+    requests: int
+    queue_ns: tuple[int, ...]  # per request: enqueue to start of run
+    compute_ns: int
+    ok: bool
+
+
+@dataclass
+class _Request:
+    feeds: Feeds
+    rows: int
+    key: BatchKey
+    future: asyncio.Future[Feeds]
+    loop: asyncio.AbstractEventLoop
+    deadline: float | None  # time.monotonic() seconds
+    enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+def batch_key(feeds: Feeds, batched: bool) -> BatchKey:
+    """Requests with equal keys can be stacked along the first axis."""
+    start = 1 if batched else 0
+    return tuple(sorted((n, a.shape[start:], a.dtype.str) for n, a in feeds.items()))
+
+
+class Batcher:
+    """The queue and worker threads in front of one model's session."""
+
+    def __init__(
+        self,
+        name: str,
+        run: RunFn,
+        settings: BatchSettings,
+        on_batch: Callable[[BatchRecord], None] | None = None,
+    ):
+        self.name = name
+        self.settings = settings
+        self._run = run
+        self._on_batch = on_batch
+        self._queue: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._busy = 0
+        self._threads = [
+            threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True)
+            for i in range(settings.instances)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting (not yet running)."""
+        return len(self._queue)
+
+    def submit(self, feeds: Feeds, rows: int, deadline: float | None) -> asyncio.Future[Feeds]:
+        """Queue a validated request; the future resolves with its outputs."""
+        loop = asyncio.get_running_loop()
+        request = _Request(
+            feeds=feeds,
+            rows=rows,
+            key=batch_key(feeds, self.settings.enabled),
+            future=loop.create_future(),
+            loop=loop,
+            deadline=deadline,
+        )
+        with self._cond:
+            if self._closing:
+                raise NotReadyError(f"model {self.name!r} is draining; retry on another version")
+            if len(self._queue) >= self.settings.max_queue_size:
+                raise QueueFullError(
+                    f"queue of model {self.name!r} is full "
+                    f"({self.settings.max_queue_size} requests waiting); retry later"
+                )
+            self._queue.append(request)
+            self._cond.notify()
+        return request.future
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new requests, finish queued ones, stop the workers.
+
+        Returns False if the workers were still busy after ``timeout`` seconds.
+        """
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        end = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- worker side (runs in the batcher's threads) ---------------------------
+
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._execute(batch)
+
+    def _next_batch(self) -> list[_Request] | None:
+        """Block until there is work; None when closing and drained."""
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            batch = self._take(None, self.settings.max_batch_size)
+            if not batch or not self.settings.enabled or self.settings.max_queue_delay_us <= 0:
+                return batch
+            rows = sum(r.rows for r in batch)
+            until = time.monotonic() + self.settings.max_queue_delay_us / 1e6
+            while rows < self.settings.max_batch_size and not self._closing:
+                remaining = until - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+                more = self._take(batch[0].key, self.settings.max_batch_size - rows)
+                batch += more
+                rows += sum(r.rows for r in more)
+            return batch
+
+    def _take(self, key: BatchKey | None, room: int) -> list[_Request]:
+        """Pop the oldest live request (if no key yet) and compatible ones that fit."""
+        now = time.monotonic()
+        taken: list[_Request] = []
+        kept: deque[_Request] = deque()
+        while self._queue:
+            request = self._queue.popleft()
+            if request.future.done():  # cancelled by the client
+                continue
+            if request.deadline is not None and request.deadline <= now:
+                waited_ms = (time.perf_counter_ns() - request.enqueued_ns) / 1e6
+                message = (
+                    f"deadline passed after {waited_ms:.1f} ms in the queue of model "
+                    f"{self.name!r}; the request was not run"
+                )
+                _resolve(request, error=DeadlineExceededError(message))
+                continue
+            if key is None:
+                key = request.key
+            fits = request.rows <= room and (self.settings.enabled or not taken)
+            if request.key == key and fits:
+                taken.append(request)
+                room -= request.rows
+                if room <= 0 or not self.settings.enabled:
+                    break
+            else:
+                kept.append(request)
+        kept.extend(self._queue)
+        self._queue = kept
+        return taken
+
+    def _execute(self, batch: list[_Request]) -> None:
+        start = time.perf_counter_ns()
+        queue_ns = tuple(start - r.enqueued_ns for r in batch)
+        rows = sum(r.rows for r in batch)
+        try:
+            outputs = self._run(_stack(batch))
+            results: list[Feeds | ApplianceError] = list(_split(outputs, batch, rows))
+            ok = True
+        except ApplianceError as exc:
+            results, ok = self._isolate(batch, exc), False
+        except Exception as exc:  # a bug: log it, answer every caller, keep serving
+            log.exception("model %r: unexpected failure running a batch", self.name)
+            results, ok = [InferenceError("internal error running the model")] * len(batch), False
+            del exc
+        compute_ns = time.perf_counter_ns() - start
+        _resolve_all(batch, results)
+        if self._on_batch is not None:
+            self._on_batch(BatchRecord(rows, len(batch), queue_ns, compute_ns, ok))
+
+    def _isolate(self, batch: list[_Request], exc: ApplianceError) -> list[Feeds | ApplianceError]:
+        """A batch failed: rerun its requests one by one, so one bad request fails alone."""
+        if len(batch) == 1:
+            return [exc]
+        results: list[Feeds | ApplianceError] = []
+        for request in batch:
+            try:
+                results.append(self._run(request.feeds))
+            except ApplianceError as single:
+                results.append(single)
+        return results
+
+
+def _stack(batch: list[_Request]) -> Feeds:
+    if len(batch) == 1:
+        return batch[0].feeds
+    return {name: np.concatenate([r.feeds[name] for r in batch]) for name in batch[0].feeds}
+
+
+def _split(outputs: Feeds, batch: list[_Request], rows: int) -> list[Feeds]:
+    if len(batch) == 1:
+        return [outputs]
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != rows:
+            raise InferenceError(
+                f"output {name!r} has shape {list(array.shape)}, expected {rows} rows "
+                "along the first axis; disable batching for this model"
+            )
+    parts: list[Feeds] = []
+    offset = 0
+    for request in batch:
+        end = offset + request.rows
+        parts.append({name: array[offset:end] for name, array in outputs.items()})
+        offset = end
+    return parts
+
+
+def _resolve(request: _Request, *, error: ApplianceError) -> None:
+    request.loop.call_soon_threadsafe(_set, request.future, error)
+
+
+def _resolve_all(batch: list[_Request], results: list[Feeds | ApplianceError]) -> None:
+    """One wake-up of the event loop per batch, not per request."""
+    pairs = [(r.future, res) for r, res in zip(batch, results, strict=True)]
+    batch[0].loop.call_soon_threadsafe(_set_many, pairs)
+
+
+def _set_many(pairs: list[tuple[asyncio.Future[Feeds], Feeds | ApplianceError]]) -> None:
+    for future, result in pairs:
+        _set(future, result)
+
+
+def _set(future: asyncio.Future[Feeds], result: Feeds | ApplianceError) -> None:
+    if future.done():
+        return
+    if isinstance(result, ApplianceError):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+__all__ = ["BatchRecord", "BatchSettings", "Batcher", "batch_key"]

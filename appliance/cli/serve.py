@@ -1,0 +1,62 @@
+"""``appliance serve``: run the daemon in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the inference daemon in the foreground",
+        description="Serve the models of the repository over KServe V2 gRPC. With no "
+        "arguments: the embedded default model on 127.0.0.1:8001.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help=f"TOML config (default: {DEFAULT_CONFIG_PATH} if present)"
+    )
+    parser.add_argument("--repository", type=Path, help="model repository folder")
+    parser.add_argument("--address", help="HOST:PORT for inference gRPC")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The config file (given, or the box default if present) with flags on top."""
+    path = args.config
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    config = load_config(path)
+    if args.repository is not None:
+        config = config.model_copy(
+            update={"repository": config.repository.model_copy(update={"path": args.repository})}
+        )
+    if args.address is not None:
+        from appliance.config import parse_config
+
+        raw = config.model_dump(mode="json")
+        raw["server"]["address"] = args.address
+        config = parse_config(raw, source="--address")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    return asyncio.run(serve(config))
+
+
+async def serve(config: Config) -> int:
+    from appliance.server import Daemon
+
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    await daemon.start()
+    await daemon.run_until_stopped()
+    return 0

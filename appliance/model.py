@@ -1,0 +1,266 @@
+"""A loaded model version: its specs, request validation, batcher, state and statistics.
+
+Owns everything about one ``(name, version)`` that is serving: checking a request against
+the model's inputs (every client mistake gets a message naming what was expected and
+what arrived), handing it to the batcher, and counting what happened. Loading from disk
+is ``appliance.repository``; choosing which version answers is ``appliance.manager``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from appliance.batcher import Batcher, BatchRecord, BatchSettings
+from appliance.errors import InvalidInputError, NotReadyError
+from appliance.package.manifest import Manifest, TensorSpec
+from appliance.runtime import Session
+from appliance.tensors import V2_TO_NUMPY, decode, element_count
+
+Array = np.ndarray[Any, Any]
+PLATFORM = "onnxruntime_onnx"
+
+
+class ModelState(enum.Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    DRAINING = "UNLOADING"  # V2 RepositoryIndex spelling
+    UNLOADED = "UNAVAILABLE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class RequestTensor:
+    """One input as it arrived: declared datatype and shape, raw bytes or typed values."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    raw: bytes | None = None
+    values: Sequence[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int  # 0: no batch axis, requests run one by one as they are
+    labels: tuple[str, ...] | None = None
+    platform: str = PLATFORM
+
+    def describe_inputs(self) -> str:
+        return ", ".join(f"{s.name} ({s.datatype}, {list(s.shape)})" for s in self.inputs)
+
+
+@dataclass
+class Statistics:
+    """Cumulative counters, the shape of V2 ModelStatistics. Updated from worker threads."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    queue_count: int = 0
+    queue_ns: int = 0
+    compute_count: int = 0
+    compute_ns: int = 0
+    inference_count: int = 0  # rows
+    execution_count: int = 0  # session runs
+    last_inference_ms: int = 0
+    batches: Counter[int] = field(default_factory=Counter)  # rows -> runs
+    batch_ns: Counter[int] = field(default_factory=Counter)  # rows -> compute ns
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record_batch(self, record: BatchRecord) -> None:
+        with self.lock:
+            self.queue_count += record.requests
+            self.queue_ns += sum(record.queue_ns)
+            self.execution_count += 1
+            self.batches[record.rows] += 1
+            self.batch_ns[record.rows] += record.compute_ns
+            if record.ok:
+                self.compute_count += record.requests
+                self.compute_ns += record.compute_ns * record.requests
+                self.inference_count += record.rows
+                self.last_inference_ms = int(time.time() * 1000)
+
+    def record_request(self, ok: bool, elapsed_ns: int) -> None:
+        with self.lock:
+            if ok:
+                self.success_count += 1
+                self.success_ns += elapsed_ns
+            else:
+                self.fail_count += 1
+                self.fail_ns += elapsed_ns
+
+
+class LoadedModel:
+    """One model version in memory, answering requests through its batcher."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        session: Session,
+        settings: BatchSettings,
+        manifest: Manifest | None = None,
+    ):
+        self.spec = spec
+        self.session = session
+        self.manifest = manifest
+        self.stats = Statistics()
+        self.state = ModelState.READY
+        self.settings = settings
+        self._batched = spec.max_batch_size > 0
+        self.batcher = Batcher(
+            f"{spec.name}:{spec.version}", session.run, settings, self.stats.record_batch
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    async def infer(
+        self,
+        tensors: Sequence[RequestTensor],
+        requested_outputs: Sequence[str] = (),
+        deadline: float | None = None,
+    ) -> dict[str, Array]:
+        """Validate, queue, await: the outputs asked for (all when none named)."""
+        if not self.ready:
+            raise NotReadyError(
+                f"model {self.name!r} version {self.version} is {self.state.value.lower()}"
+            )
+        start = time.perf_counter_ns()
+        try:
+            wanted = self._check_outputs(requested_outputs)
+            feeds, rows = self.validate(tensors)
+            outputs = await self.batcher.submit(feeds, rows, deadline)
+        except (Exception, asyncio.CancelledError):
+            self.stats.record_request(False, time.perf_counter_ns() - start)
+            raise
+        self.stats.record_request(True, time.perf_counter_ns() - start)
+        return outputs if not wanted else {n: outputs[n] for n in wanted}
+
+    def validate(self, tensors: Sequence[RequestTensor]) -> tuple[dict[str, Array], int]:
+        """Check a request against the model's inputs; return the feeds and the row count."""
+        by_name = self._match_names(tensors)
+        feeds: dict[str, Array] = {}
+        for spec in self.spec.inputs:
+            tensor = by_name[spec.name]
+            self._check_tensor(spec, tensor)
+            feeds[spec.name] = decode(
+                tensor.name, tensor.datatype, tensor.shape, tensor.raw, tensor.values
+            )
+        return feeds, self._rows(tensors)
+
+    def _match_names(self, tensors: Sequence[RequestTensor]) -> dict[str, RequestTensor]:
+        expected = self.spec.describe_inputs()
+        if not tensors:
+            raise InvalidInputError(
+                f"model {self.name!r} expects inputs {expected}; the request has none"
+            )
+        names = [t.name for t in tensors]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise InvalidInputError(f"input {duplicated[0]!r} appears more than once")
+        known = {s.name for s in self.spec.inputs}
+        extra = [n for n in names if n not in known]
+        if extra:
+            raise InvalidInputError(
+                f"model {self.name!r} has no input {extra[0]!r}; expected inputs {expected}"
+            )
+        missing = [s.name for s in self.spec.inputs if s.name not in names]
+        if missing:
+            raise InvalidInputError(
+                f"input {missing[0]!r} is missing; model {self.name!r} expects {expected}"
+            )
+        return {t.name: t for t in tensors}
+
+    def _check_tensor(self, spec: TensorSpec, tensor: RequestTensor) -> None:
+        if tensor.datatype != spec.datatype:
+            raise InvalidInputError(
+                f"input {spec.name!r}: expected datatype {spec.datatype}, got "
+                f"{tensor.datatype or '(empty)'}"
+            )
+        shape = tensor.shape
+        if len(shape) != len(spec.shape) or any(
+            want not in (-1, got) for want, got in zip(spec.shape, shape, strict=False)
+        ):
+            raise InvalidInputError(
+                f"input {spec.name!r}: expected shape {list(spec.shape)} (-1: any size), "
+                f"got {list(shape)}"
+            )
+        if any(d < 1 for d in shape):
+            raise InvalidInputError(
+                f"input {spec.name!r}: every dimension must be at least 1, got {list(shape)}"
+            )
+        limit = self._max_elements(spec)
+        if element_count(shape) > limit:
+            raise InvalidInputError(
+                f"input {spec.name!r}: shape {list(shape)} has {element_count(shape)} elements, "
+                f"more than the {limit} this server accepts in one request"
+            )
+
+    def _max_elements(self, spec: TensorSpec) -> int:
+        # Bounded by what a message can carry anyway; guards typed contents and BOOL.
+        itemsize = V2_TO_NUMPY[spec.datatype].itemsize if spec.datatype in V2_TO_NUMPY else 1
+        return (1 << 31) // itemsize
+
+    def _rows(self, tensors: Sequence[RequestTensor]) -> int:
+        if not self._batched:
+            return 1
+        rows = {t.name: t.shape[0] for t in tensors}
+        if len(set(rows.values())) > 1:
+            raise InvalidInputError(f"inputs disagree on the batch size (first dimension): {rows}")
+        count = next(iter(rows.values()))
+        if count > self.spec.max_batch_size:
+            raise InvalidInputError(
+                f"batch of {count} rows is over the maximum of {self.spec.max_batch_size} "
+                f"for model {self.name!r}; split the request"
+            )
+        return count
+
+    def _check_outputs(self, requested: Sequence[str]) -> list[str]:
+        known = [s.name for s in self.spec.outputs]
+        for name in requested:
+            if name not in known:
+                raise InvalidInputError(
+                    f"model {self.name!r} has no output {name!r}; expected one of {known}"
+                )
+        return list(dict.fromkeys(requested))
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Stop taking requests, let queued and running ones finish, release workers."""
+        if self.state is ModelState.READY:
+            self.state = ModelState.DRAINING
+        done = self.batcher.close(timeout)
+        self.state = ModelState.UNLOADED
+        return done
+
+
+__all__ = [
+    "PLATFORM",
+    "LoadedModel",
+    "ModelSpec",
+    "ModelState",
+    "RequestTensor",
+    "Statistics",
+]
