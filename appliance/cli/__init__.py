@@ -18,7 +18,7 @@ from appliance.cli._exit import exit_code_for
 from appliance.errors import ApplianceError
 
 # Command modules, in the order `appliance --help` lists them.
-_COMMANDS = ("serve",)
+_COMMANDS = ("serve", "keys", "package")
 
 
 def build_parser() -> argparse.ArgumentParser:
