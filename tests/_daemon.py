@@ -1,0 +1,145 @@
+"""Start the real daemon as a subprocess on loopback, for tests and benchmarks.
+
+``DaemonProcess`` writes a config file, runs ``python -m appliance serve --config``, waits
+until the server says ready over gRPC, and on exit sends SIGTERM and waits for the drain.
+The daemon's stderr goes to a log file the test can read (``.log_text()``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from appliance._proto import grpc_service_pb2 as pb
+from appliance._proto import grpc_service_pb2_grpc as pb_grpc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def to_toml(config: dict[str, Any], prefix: str = "") -> str:
+    """Enough TOML for test configs: nested tables of scalars and lists."""
+    scalars = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
+    lines = [f"[{prefix}]"] if prefix and scalars else []
+    lines += [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
+    for key, table in tables.items():
+        lines.append(to_toml(table, f"{prefix}.{key}" if prefix else key))
+    return "\n".join(lines) + "\n"
+
+
+class DaemonProcess:
+    """``with DaemonProcess(tmp_path, config) as d: d.address``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 60.0,
+    ):
+        self.workdir = workdir
+        self.port = free_port()
+        self.metrics_port = free_port()
+        base: dict[str, Any] = {
+            "server": {
+                "address": f"127.0.0.1:{self.port}",
+                "metrics_address": f"127.0.0.1:{self.metrics_port}",
+                "grace_period_s": 5.0,
+            },
+            "repository": {"path": str(workdir / "repository")},
+            "admin": {"socket": str(workdir / "admin.sock")},
+        }
+        for section, values in (config or {}).items():
+            if isinstance(values, dict):
+                base.setdefault(section, {}).update(values)
+            else:
+                base[section] = values
+        self.config = base
+        self.config_path = workdir / "appliance.toml"
+        self.config_path.write_text(to_toml(base))
+        self.log_path = workdir / "daemon.log"
+        self.env = {**os.environ, **(env or {})}
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> DaemonProcess:
+        (self.workdir / "repository").mkdir(exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        with grpc.insecure_channel(self.address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"daemon exited with {self.process.returncode}:\n{self.log_text()}"
+                    )
+                try:
+                    if stub.ServerReady(pb.ServerReadyRequest(), timeout=1).ready:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError(f"daemon not ready after {self.ready_timeout} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
