@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -22,7 +22,8 @@ log = logging.getLogger("appliance.rpc")
 
 Behavior = Callable[..., Any]
 Context = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+# A string: grpc-stubs make RpcMethodHandler generic, the runtime class is not.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 async def _abort(context: Context, method: str, exc: Exception) -> None:
