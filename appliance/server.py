@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import grpc
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -92,7 +93,7 @@ class Daemon:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
-        reflection.enable_server_reflection(services, server)
+        reflection.enable_server_reflection(services, server, pool=_reflection_pool())
         return server
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -134,6 +135,18 @@ class Daemon:
         self.state = DaemonState.STOPPED
         self._stopped.set()
         log.info("stopped")
+
+
+def _reflection_pool() -> DescriptorPool:
+    """Our V2 descriptors live in a pool of their own (see protos/generate.py); give
+    reflection that pool with the health service's descriptors added."""
+    pool: DescriptorPool = pb.POOL
+    for file in (health_pb2.DESCRIPTOR,):
+        try:
+            pool.FindFileByName(file.name)
+        except KeyError:
+            pool.AddSerializedFile(file.serialized_pb)
+    return pool
 
 
 def _server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:

@@ -37,7 +37,25 @@ def generate(out_root: Path = DEFAULT_OUT) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise SystemExit(f"protoc failed on {[s.name for s in sources]}")
+    _private_pool(target / "grpc_service_pb2.py")
     return sorted(p for p in target.iterdir() if p.name.endswith((".py", ".pyi")))
+
+
+_DEFAULT_POOL = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
+_PRIVATE_POOL = (
+    "# Registered in a pool of its own, not the process-wide default: tritonclient\n"
+    "# registers the same `inference.*` names there, and a process (a test, a client\n"
+    "# app) must be able to import both. protos/generate.py writes this line.\n"
+    "POOL = _descriptor_pool.DescriptorPool()\n"
+    "DESCRIPTOR = POOL.AddSerializedFile("
+)
+
+
+def _private_pool(module: Path) -> None:
+    text = module.read_text()
+    if _DEFAULT_POOL not in text:
+        raise SystemExit(f"{module}: generated code changed shape; cannot move it to its own pool")
+    module.write_text(text.replace(_DEFAULT_POOL, _PRIVATE_POOL))
 
 
 if __name__ == "__main__":

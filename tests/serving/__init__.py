@@ -1,0 +1,1 @@
+"""The serving daemon, driven over gRPC by tritonclient."""

@@ -1,0 +1,73 @@
+"""Daemons shared by the serving tests: one on the embedded model, one on a repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+
+from appliance.repository import EMBEDDED_ROOT
+from tests._daemon import DaemonProcess
+from tests.models import affine_model, fixed_batch_model, slow_model, two_input_model
+
+DEFAULT_MODEL = EMBEDDED_ROOT / "breast_cancer" / "1" / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def default_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """The daemon as an operator first meets it: an empty repository, the embedded model."""
+    with DaemonProcess(tmp_path_factory.mktemp("default")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """A Triton-style repository with several models and versions."""
+    work = tmp_path_factory.mktemp("repo")
+    build_repository(work / "repository")
+    config = {
+        "repository": {"version_policy": "all"},
+        "models": {"slow": {"max_queue_size": 2, "max_batch_size": 256}},
+    }
+    with DaemonProcess(work, config) as daemon:
+        yield daemon
+
+
+def build_repository(root: Path) -> None:
+    affine_model(root / "affine" / "1" / "model.onnx", scale=2.0)
+    affine_model(root / "affine" / "2" / "model.onnx", scale=3.0)
+    slow_model(root / "slow" / "1" / "model.onnx")
+    two_input_model(root / "tokens" / "1" / "model.onnx")
+    fixed_batch_model(root / "fixed" / "1" / "model.onnx")
+    # Not a version folder: ignored.
+    (root / "affine" / "notes").mkdir()
+
+
+@pytest.fixture
+def client(default_daemon: DaemonProcess) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(default_daemon.address) as c:
+        yield c
+
+
+@pytest.fixture
+def repo_client(repo_daemon: DaemonProcess) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(repo_daemon.address) as c:
+        yield c
+
+
+def tumour_rows(n: int, seed: int = 0) -> np.ndarray:
+    """Real rows from the Wisconsin diagnostic data (bundled with scikit-learn)."""
+    from sklearn.datasets import load_breast_cancer
+
+    x = load_breast_cancer().data.astype(np.float32)
+    rng = np.random.default_rng(seed)
+    return x[rng.choice(len(x), size=n, replace=False)]
+
+
+def infer_input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:
+    tensor = triton.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor
