@@ -20,6 +20,9 @@ class TabularMLP(nn.Module):
     takes raw features and nobody has to ship a scaler beside it.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (64, 32)):
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_features))
