@@ -1,3 +1,13 @@
-"""Federated training as a Flower app: sites train on local data and send only updates."""
+"""Federated training as a Flower app: sites train on local data and send only updates.
 
-__all__: list[str] = []
+The folder shows the parts: ``client_app`` and ``server_app`` (the Flower entry points
+named in ``federated/pyproject.toml``), ``data`` (site data and its validation),
+``privacy`` (RDP accounting), ``encoding`` and ``mods`` (compressed updates),
+``strategy`` (robust aggregation, server-side DP, audit), ``export`` (the final ONNX
+model) and ``errors``. Importing this package is cheap: Flower and torch load in the
+modules that use them.
+"""
+
+from federated.errors import FederatedError
+
+__all__ = ["FederatedError"]

@@ -1,0 +1,40 @@
+"""Conversions between Flower records and the NumPy dicts the rest of the app uses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, MetricRecord
+from numpy.typing import NDArray
+
+from federated.errors import UpdateFormatError
+
+
+def to_numpy(record: ArrayRecord) -> dict[str, NDArray[np.generic]]:
+    """An ``ArrayRecord`` as a name -> array dict, keeping its order."""
+    return {name: array.numpy() for name, array in record.items()}
+
+
+def to_record(arrays: Mapping[str, NDArray[np.generic]]) -> ArrayRecord:
+    """A name -> array dict as an ``ArrayRecord``, keeping its order."""
+    return ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()})
+
+
+def metric_number(record: MetricRecord, key: str) -> float:
+    """One scalar metric; a missing or list-valued one is a malformed reply."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UpdateFormatError(f"metric {key!r}: expected a number, got {value!r}")
+    return float(value)
+
+
+def metric_vector(record: MetricRecord, key: str) -> NDArray[np.float64]:
+    """One list-valued metric as a float64 vector."""
+    value = record.get(key)
+    if not isinstance(value, list):
+        raise UpdateFormatError(f"metric {key!r}: expected a list of numbers, got {value!r}")
+    return np.asarray(value, dtype=np.float64)
+
+
+__all__ = ["metric_number", "metric_vector", "to_numpy", "to_record"]

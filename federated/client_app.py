@@ -1,0 +1,173 @@
+"""The site's ClientApp: train and evaluate on local data, reply with arrays and metrics.
+
+Runs inside the site's SuperNode. It reads the site's data from node config
+``data-path`` (``federated.data``), trains the shared model (``federated._training``),
+and replies with model weights and a few aggregate metrics, nothing else: no rows, no
+labels, no per-example values. With run config ``privacy = "client"`` it trains with
+DP-SGD and reports the ε it has spent; ``federated.mods.update_encoding_mod`` encodes
+the weights on the way out.
+
+A site's mistake (missing data, unknown label) is logged here in one line and sent back
+as an error reply; the server logs it and the round goes on with the other sites.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import numpy as np
+import torch
+from flwr.app import Context, Error, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+
+from federated._records import metric_number, to_numpy, to_record
+from federated._training import (
+    DpSgdConfig,
+    build_model,
+    evaluate,
+    get_weights,
+    sampling_rate,
+    set_weights,
+    steps_per_round,
+    train,
+)
+from federated.data import SiteData, data_path_from_node_config, load_site_data
+from federated.errors import FederatedError
+from federated.mods import update_encoding_mod
+from federated.privacy import PrivacyLedger, calibrate_noise
+from federated.settings import Privacy, RunSettings
+from federated.strategy import UNIT_WEIGHT_KEY
+
+_log = logging.getLogger("federated.site")
+_LEDGER_KEY = "dp-ledger"
+
+app = ClientApp(mods=[update_encoding_mod])
+
+
+def _site(context: Context) -> tuple[RunSettings, SiteData]:
+    settings = RunSettings.from_run_config(context.run_config)
+    data = load_site_data(data_path_from_node_config(dict(context.node_config)), settings)
+    return settings, data
+
+
+def _error_reply(msg: Message, exc: FederatedError) -> Message:
+    _log.error("%s: %s", type(exc).__name__, exc)
+    reason = f"{type(exc).__name__}: {exc}"
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+@app.train()
+def train_handler(msg: Message, context: Context) -> Message:
+    """Train the global model on local data; reply with weights and training metrics."""
+    try:
+        return _train(msg, context)
+    except FederatedError as exc:
+        return _error_reply(msg, exc)
+
+
+@app.evaluate()
+def evaluate_handler(msg: Message, context: Context) -> Message:
+    """Evaluate the global model on local data; reply with loss, accuracy and count."""
+    try:
+        settings, data = _site(context)
+    except FederatedError as exc:
+        return _error_reply(msg, exc)
+    model = build_model(settings)
+    set_weights(model, to_numpy(msg.content.array_records["arrays"]))
+    loss, accuracy = evaluate(model, data)
+    metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, "num-examples": len(data)})
+    _add_unit_weight(metrics, settings)
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+@app.query()
+def feature_stats_handler(msg: Message, context: Context) -> Message:
+    """Per-feature count, sum and sum of squares, so the server can standardise inputs.
+
+    These are aggregates over the site's rows; they are not covered by the DP
+    accounting (see the README's privacy section).
+    """
+    try:
+        _, data = _site(context)
+    except FederatedError as exc:
+        return _error_reply(msg, exc)
+    x = data.x.reshape(len(data), -1).astype(np.float64)  # (n, features)
+    metrics = MetricRecord(
+        {
+            "num-examples": len(data),
+            "feature-sum": x.sum(axis=0).tolist(),
+            "feature-sum-sq": np.square(x).sum(axis=0).tolist(),
+        }
+    )
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+def _train(msg: Message, context: Context) -> Message:
+    # Several SuperNodes may share a small box: one thread each avoids oversubscription.
+    torch.set_num_threads(1)
+    settings, data = _site(context)
+    model = build_model(settings)
+    set_weights(model, to_numpy(msg.content.array_records["arrays"]))
+    # Fresh OS entropy per round: a seeded generator would let a reader of the seed
+    # subtract the DP noise.
+    generator = torch.Generator().manual_seed(secrets.randbits(63))
+    ledger = _ledger(context, settings, len(data)) if settings.privacy is Privacy.CLIENT else None
+    dp = DpSgdConfig(settings.dp_clip_norm, ledger.noise_multiplier) if ledger else None
+    result = train(model, data, settings, generator, dp)
+    metrics = MetricRecord(
+        {"train-loss": result.loss, "num-examples": result.num_examples, "steps": result.steps}
+    )
+    if ledger is not None:
+        eps_round, eps_total = ledger.spend(result.steps)
+        _save_ledger(context, ledger)
+        metrics["dp-epsilon-round"] = eps_round
+        metrics["dp-epsilon-total"] = eps_total
+        metrics["dp-noise-multiplier"] = ledger.noise_multiplier
+        _log.info(
+            "DP-SGD: ε=%.3f this round, %.3f in total (δ=%g)", eps_round, eps_total, ledger.delta
+        )
+    _add_unit_weight(metrics, settings)
+    content = RecordDict({"arrays": to_record(get_weights(model)), "metrics": metrics})
+    return Message(content, reply_to=msg)
+
+
+def _add_unit_weight(metrics: MetricRecord, settings: RunSettings) -> None:
+    if settings.privacy is Privacy.SERVER:
+        metrics[UNIT_WEIGHT_KEY] = 1
+
+
+def _ledger(context: Context, settings: RunSettings, num_examples: int) -> PrivacyLedger:
+    """This site's privacy ledger for the run, kept in the node-local context state.
+
+    The noise multiplier is fixed at the first round: given, or calibrated so that all
+    planned rounds together stay within the target ε.
+    """
+    saved = context.state.metric_records.get(_LEDGER_KEY)
+    if saved is not None:
+        return PrivacyLedger(
+            sampling_rate=metric_number(saved, "sampling-rate"),
+            noise_multiplier=metric_number(saved, "noise-multiplier"),
+            delta=metric_number(saved, "delta"),
+            steps=int(metric_number(saved, "steps")),
+        )
+    q = sampling_rate(settings, num_examples)
+    sigma = settings.dp_noise_multiplier or calibrate_noise(
+        q,
+        steps_per_round(settings, num_examples) * settings.num_server_rounds,
+        settings.dp_delta,
+        settings.dp_target_epsilon,
+    )
+    return PrivacyLedger(sampling_rate=q, noise_multiplier=sigma, delta=settings.dp_delta)
+
+
+def _save_ledger(context: Context, ledger: PrivacyLedger) -> None:
+    context.state[_LEDGER_KEY] = MetricRecord(
+        {
+            "sampling-rate": ledger.sampling_rate,
+            "noise-multiplier": ledger.noise_multiplier,
+            "delta": ledger.delta,
+            "steps": ledger.steps,
+        }
+    )

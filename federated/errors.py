@@ -1,0 +1,97 @@
+"""The federated app's error tree: every failure a site operator or run owner can meet.
+
+Site-side errors are raised inside the ClientApp; Flower turns an exception there into
+an error reply, so the ServerApp sees the message (never the site's data) and the round
+goes on with the other sites. Messages say what was expected and what arrived, and
+never carry feature values or labels beyond the offending label itself.
+
+    FederatedError                      INTERNAL
+    ├── SettingsError                   INVALID_ARGUMENT  (bad run or node config value)
+    ├── SiteDataError                   FAILED_PRECONDITION (site data unusable)
+    │   ├── SiteDataMissingError        NOT_FOUND         (no file at data-path)
+    │   ├── SiteDataFormatError         INVALID_ARGUMENT  (columns, shapes, dtypes)
+    │   └── UnknownLabelError           INVALID_ARGUMENT  (label the model does not know)
+    ├── UpdateFormatError               INVALID_ARGUMENT  (a reply's arrays do not decode)
+    ├── PrivacyBudgetError              FAILED_PRECONDITION (no noise reaches the target ε)
+    ├── NotEnoughSitesError             UNAVAILABLE       (too few sites replied)
+    └── ExportError                     INTERNAL          (final model did not export)
+
+The status names mirror ``appliance.errors.Status`` so one table maps every package's
+errors; this package does not import ``appliance`` to keep the app importable alone.
+"""
+
+from __future__ import annotations
+
+
+class FederatedError(Exception):
+    """Root of every error the federated app raises on purpose."""
+
+    status: str = "INTERNAL"
+
+
+class SettingsError(FederatedError):
+    """A run config or node config value is missing, of the wrong type, or out of range."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class SiteDataError(FederatedError):
+    """The site's local data cannot be used for training."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class SiteDataMissingError(SiteDataError):
+    """Nothing (or nothing readable) at the node config's ``data-path``."""
+
+    status = "NOT_FOUND"
+
+
+class SiteDataFormatError(SiteDataError):
+    """The data is there but its columns, shapes or dtypes are not what the model needs."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class UnknownLabelError(SiteDataError):
+    """A label in the site's data is not one of the run's ``labels``."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class UpdateFormatError(FederatedError):
+    """A site's reply carries arrays that do not decode against the global model."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class PrivacyBudgetError(FederatedError):
+    """The requested (ε, δ) cannot be met with any noise multiplier we search."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class NotEnoughSitesError(FederatedError):
+    """Fewer sites connected or replied than the run's minimum."""
+
+    status = "UNAVAILABLE"
+
+
+class ExportError(FederatedError):
+    """The final global model could not be written or did not match its ONNX export."""
+
+    status = "INTERNAL"
+
+
+__all__ = [
+    "ExportError",
+    "FederatedError",
+    "NotEnoughSitesError",
+    "PrivacyBudgetError",
+    "SettingsError",
+    "SiteDataError",
+    "SiteDataFormatError",
+    "SiteDataMissingError",
+    "UnknownLabelError",
+    "UpdateFormatError",
+]

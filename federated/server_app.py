@@ -1,0 +1,153 @@
+"""The ServerApp: orchestrate the rounds, then write the final global model.
+
+Runs beside the SuperLink. One run:
+
+1. waits for ``min-available-nodes`` sites, and for the tabular model asks each for
+   per-feature sums (a query message) to fix the model's standardisation buffers;
+2. evaluates the initial model on every site (round 0, the baseline);
+3. runs ``num-server-rounds`` rounds of the strategy ``federated.strategy`` builds;
+4. writes ``final_model.onnx`` and its weights (``federated.export``), the per-round
+   history and the audit of what every site sent, into run config ``output-dir``.
+
+A relative ``output-dir`` resolves against the working directory of the SuperLink.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from logging import INFO, WARNING
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Result, Strategy
+from flwr.supercore import log
+
+from compress.models import TabularMLP
+from federated._records import metric_number, metric_vector
+from federated._training import build_model
+from federated.errors import NotEnoughSitesError
+from federated.export import export_final_model
+from federated.settings import Privacy, RunSettings
+from federated.strategy import ReplyAudit, build_strategy, server_epsilon, server_noise_multiplier
+
+HISTORY_NAME = "history.json"
+AUDIT_NAME = "audit.json"
+_POLL_SECONDS = 1.0
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run the federated rounds for this run's settings and export the result."""
+    settings = RunSettings.from_run_config(context.run_config)
+    output_dir = Path(settings.output_dir).absolute()
+    audit = ReplyAudit()
+    model = build_model(settings)
+    if isinstance(model, TabularMLP):
+        _standardise_from_sites(grid, model, settings, audit)
+    strategy = build_strategy(settings, audit)
+    initial = ArrayRecord(model.state_dict())
+    baseline = _evaluate_initial(grid, strategy, initial, settings)
+    started = time.monotonic()
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=settings.num_server_rounds,
+        timeout=settings.round_timeout,
+        train_config=ConfigRecord({"local-epochs": settings.local_epochs}),
+    )
+    elapsed = time.monotonic() - started
+    model.load_state_dict(result.arrays.to_torch_state_dict())
+    onnx_path = export_final_model(model, settings, output_dir)
+    history = _history(settings, result, baseline, elapsed)
+    (output_dir / HISTORY_NAME).write_text(json.dumps(history, indent=2))
+    (output_dir / AUDIT_NAME).write_text(json.dumps(audit.as_json(), indent=2))
+    log(INFO, "Final global model written to %s", onnx_path)
+
+
+def _wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
+    deadline = time.monotonic() + settings.round_timeout
+    while len(nodes := list(grid.get_node_ids())) < settings.min_available_nodes:
+        if time.monotonic() > deadline:
+            raise NotEnoughSitesError(
+                f"expected at least {settings.min_available_nodes} sites within "
+                f"{settings.round_timeout:.0f} s, got {len(nodes)}"
+            )
+        time.sleep(_POLL_SECONDS)
+    return nodes
+
+
+def _standardise_from_sites(
+    grid: Grid, model: TabularMLP, settings: RunSettings, audit: ReplyAudit
+) -> None:
+    """Pool per-site feature sums into a global mean and std for the model's buffers."""
+    messages = [
+        Message(
+            RecordDict({"config": ConfigRecord({"action": "feature-stats"})}),
+            node,
+            MessageType.QUERY,
+        )
+        for node in _wait_for_sites(grid, settings)
+    ]
+    count = 0.0
+    total = total_sq = np.zeros(int(np.prod(settings.input_shape)))
+    for reply in grid.send_and_receive(messages, timeout=settings.round_timeout):
+        if reply.has_error():
+            log(
+                WARNING,
+                "Site %d sent no feature statistics: %s",
+                reply.metadata.src_node_id,
+                reply.error.reason,
+            )
+            continue
+        audit.record(0, "query", reply, accepted=True)
+        metrics = reply.content.metric_records["metrics"]
+        count += metric_number(metrics, "num-examples")
+        total = total + metric_vector(metrics, "feature-sum")
+        total_sq = total_sq + metric_vector(metrics, "feature-sum-sq")
+    if count == 0:
+        raise NotEnoughSitesError("expected feature statistics from at least one site, got none")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    model.set_standardization(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
+    log(INFO, "Standardisation fixed from %d examples across sites", int(count))
+
+
+def _evaluate_initial(
+    grid: Grid, strategy: Strategy, arrays: ArrayRecord, settings: RunSettings
+) -> dict[str, Any]:
+    """Round 0: the untrained global model on every site, the baseline for progress."""
+    messages = strategy.configure_evaluate(0, arrays, ConfigRecord(), grid)
+    replies = grid.send_and_receive(messages, timeout=settings.round_timeout)
+    metrics = strategy.aggregate_evaluate(0, replies)
+    return dict(metrics) if metrics is not None else {}
+
+
+def _history(
+    settings: RunSettings, result: Result, baseline: dict[str, Any], elapsed: float
+) -> dict[str, Any]:
+    history: dict[str, Any] = {
+        "num_server_rounds": settings.num_server_rounds,
+        "update_encoding": settings.update_encoding.value,
+        "aggregation": settings.aggregation.value,
+        "privacy": settings.privacy.value,
+        "seconds": elapsed,
+        "evaluate": {
+            0: baseline,
+            **{r: dict(m) for r, m in result.evaluate_metrics_clientapp.items()},
+        },
+        "train": {r: dict(m) for r, m in result.train_metrics_clientapp.items()},
+    }
+    if settings.privacy is Privacy.SERVER:
+        history["server_dp"] = {
+            "noise_multiplier": server_noise_multiplier(settings),
+            "epsilon": server_epsilon(settings, settings.num_server_rounds),
+            "delta": settings.dp_delta,
+        }
+    return history
