@@ -11,7 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from appliance.errors import ConfigError
 
@@ -49,8 +56,39 @@ class ServerConfig(_Section):
     _address = field_validator("address", "metrics_address")(_check_address)
 
 
+class AdminTLSConfig(_Section):
+    cert: Path
+    """PEM certificate the admin service presents."""
+    key: Path
+    """PEM private key of that certificate."""
+    client_ca: Path
+    """Admin clients must present a certificate signed by this CA: TCP admin is mTLS only."""
+
+
 class AdminConfig(_Section):
     socket: Path = Path("/run/appliance/admin.sock")
+    """The admin service's Unix socket, mode 0660: its owner and group may administer."""
+    address: str | None = None
+    """HOST:PORT to serve admin on TCP (mTLS) instead of the socket; needs [admin.tls]."""
+    tls: AdminTLSConfig | None = None
+
+    _address = field_validator("address")(_check_address)
+
+    @model_validator(mode="after")
+    def _tcp_needs_mtls(self) -> AdminConfig:
+        if self.address is not None and self.tls is None:
+            raise ValueError(
+                f"admin.address {self.address!r} needs [admin.tls] with cert, key and "
+                "client_ca: admin over TCP is mutual TLS only"
+            )
+        return self
+
+
+class LifecycleConfig(_Section):
+    keep_versions: int = Field(default=3, ge=0)
+    """Previously active versions kept on disk per model, for rollback."""
+    audit_log: Path = Path("/var/log/appliance/audit.jsonl")
+    """Append-only JSON lines, one per admin action, accepted or refused."""
 
 
 class RepositoryConfig(_Section):
@@ -105,6 +143,7 @@ class ModelOverrides(_Section):
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     repository: RepositoryConfig = Field(default_factory=RepositoryConfig)
     signing: SigningConfig = Field(default_factory=SigningConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
@@ -157,8 +196,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "AdminConfig",
+    "AdminTLSConfig",
     "BatchingConfig",
     "Config",
+    "LifecycleConfig",
     "ModelOverrides",
     "RepositoryConfig",
     "RuntimeConfig",

@@ -18,6 +18,7 @@ say what was expected and what arrived, and never carry tensor contents.
     │   └── SignatureError              FAILED_PRECONDITION (unsigned, tampered, untrusted)
     ├── SelfTestError                   FAILED_PRECONDITION (golden outputs off on this box)
     ├── DowngradeError                  FAILED_PRECONDITION (version below highest activated)
+    ├── VersionExistsError              ALREADY_EXISTS    (that version is already installed)
     └── InferenceError                  INTERNAL          (ONNX Runtime failed at run time)
 """
 
@@ -105,6 +106,10 @@ class DowngradeError(_ClientError):
     status = Status.FAILED_PRECONDITION
 
 
+class VersionExistsError(_ClientError):
+    status = Status.ALREADY_EXISTS
+
+
 class InferenceError(ApplianceError):
     status = Status.INTERNAL
 
@@ -126,4 +131,5 @@ __all__ = [
     "SignatureError",
     "Status",
     "UnauthenticatedError",
+    "VersionExistsError",
 ]
