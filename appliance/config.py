@@ -26,7 +26,9 @@ DEFAULT_CONFIG_PATH = Path("/etc/appliance/appliance.toml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings become field descriptions: the README's configuration table
+    # is generated from them (``python -m appliance.config --markdown``).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _check_address(value: str) -> str:
@@ -37,21 +39,48 @@ def _check_address(value: str) -> str:
 
 
 class TLSConfig(_Section):
+    """TLS on the inference port; the files are re-read when they change (no restart)."""
+
     cert: Path
+    """PEM certificate chain the server presents."""
     key: Path
-    #: Set: clients must present a certificate signed by this CA (mTLS).
+    """PEM private key of ``cert``; readable by the daemon's user only."""
     client_ca: Path | None = None
+    """PEM CA bundle; set, clients must present a certificate it signed (mTLS)."""
 
 
 class ServerConfig(_Section):
     address: str = "127.0.0.1:8001"
+    """HOST:PORT of the inference gRPC service (KServe V2, health, reflection)."""
     metrics_address: str = "127.0.0.1:8002"
+    """HOST:PORT of the Prometheus ``/metrics`` endpoint."""
     tls: TLSConfig | None = None
-    #: Seconds SIGTERM waits for in-flight requests before closing connections.
+    """Absent: plaintext (then keep the address on loopback)."""
     grace_period_s: float = Field(default=10.0, ge=0)
-    #: Largest request or response. 64 MiB holds a batch of 32 images of 512x512x3 fp32
-    #: with room to spare; larger messages get RESOURCE_EXHAUSTED from gRPC itself.
+    """Seconds SIGTERM waits for in-flight requests before closing connections."""
+    # 64 MiB holds a batch of 32 images of 512x512x3 fp32 with room to spare.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest request or response in bytes; larger ones get RESOURCE_EXHAUSTED."""
+    # Each RPC in flight may hold a request of up to max_message_bytes; beyond the
+    # batchers' queues more concurrency only adds memory, not throughput.
+    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    """RPCs in flight at once (streams included); beyond it, RESOURCE_EXHAUSTED at once."""
+    # Hospital firewalls drop idle TCP connections silently; a ping every minute finds
+    # the dead ones without measurable traffic.
+    keepalive_time_s: float = Field(default=60.0, gt=0)
+    """Seconds between the server's keepalive pings on an idle connection."""
+    keepalive_timeout_s: float = Field(default=20.0, gt=0)
+    """Seconds to wait for a ping's answer before closing the connection."""
+    # gRPC's own default (5 minutes) refuses the keepalive settings of many clients;
+    # 10 s lets well-behaved clients ping while stopping ping floods.
+    min_client_ping_interval_s: float = Field(default=10.0, ge=0)
+    """Clients pinging more often than this are sent GOAWAY (too_many_pings)."""
+    # A finite age spreads long-lived clients over replicas behind a load balancer
+    # (Kubernetes); clients reconnect transparently.
+    max_connection_age_s: float = Field(default=1800.0, ge=0)
+    """Seconds after which a connection is asked to reconnect (GOAWAY); 0: never."""
+    max_connection_age_grace_s: float = Field(default=60.0, ge=0)
+    """Seconds an aged connection's in-flight RPCs get to finish before it closes."""
 
     _address = field_validator("address", "metrics_address")(_check_address)
 
@@ -67,9 +96,9 @@ class AdminTLSConfig(_Section):
 
 class AdminConfig(_Section):
     socket: Path = Path("/run/appliance/admin.sock")
-    """The admin service's Unix socket, mode 0660: its owner and group may administer."""
+    """Unix socket of the admin service (``appliance models``, ``appliance status``), mode 0660."""
     address: str | None = None
-    """HOST:PORT to serve admin on TCP (mTLS) instead of the socket; needs [admin.tls]."""
+    """HOST:PORT to serve admin on TCP with mTLS instead of the socket; needs ``[admin.tls]``."""
     tls: AdminTLSConfig | None = None
 
     _address = field_validator("address")(_check_address)
@@ -85,6 +114,8 @@ class AdminConfig(_Section):
 
 
 class LifecycleConfig(_Section):
+    """Model lifecycle: admin pushes, activation, rollback (owned by appliance.lifecycle)."""
+
     keep_versions: int = Field(default=3, ge=0)
     """Previously active versions kept on disk per model, for rollback."""
     audit_log: Path = Path("/var/log/appliance/audit.jsonl")
@@ -93,51 +124,130 @@ class LifecycleConfig(_Section):
 
 class RepositoryConfig(_Section):
     path: Path = Path("/var/lib/appliance/models")
-    #: When the repository holds no model, serve the embedded default model, so a new
-    #: box answers something real on first start. False: start with no model.
+    """Model repository folder: ``<model>/<version>/`` with the unpacked packages."""
     serve_default_model: bool = True
-    #: Which versions of each model to load: the latest (or the activated) one, or all.
+    """Serve the embedded default model while the repository is empty."""
     version_policy: Literal["latest", "all"] = "latest"
+    """Versions of each model to load: the latest (or the activated) one, or all."""
 
 
 class SigningConfig(_Section):
     trusted_keys: list[Path] = Field(
         default_factory=lambda: [Path("/etc/appliance/keys/release.pub")]
     )
+    """PEM public keys; a package must be signed by one of them to be accepted."""
 
 
 class RuntimeConfig(_Section):
-    #: Execution providers in order of preference, for instance ["CUDAExecutionProvider",
-    #: "CPUExecutionProvider"]. Empty: chosen at start from what the box can run.
     providers: list[str] = Field(default_factory=list)
-    #: ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime use every core.
+    """ONNX Runtime execution providers in order of preference; empty: chosen at start."""
     intra_op_threads: int = Field(default=0, ge=0)
-    #: Allow TensorRT to build fp16 engines on a GPU (faster, tiny numeric drift that the
-    #: package self-test bounds).
+    """ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime use every core."""
+    # Faster, with a tiny numeric drift that the package self-test bounds.
     gpu_fp16: bool = True
+    """Allow TensorRT to build fp16 engines on a GPU."""
 
 
 class BatchingConfig(_Section):
     """Dynamic batching; the defaults apply to every model, ``[models.NAME]`` overrides."""
 
     enabled: bool = True
-    #: Rows per batch at most (a package's own max_batch_size wins when smaller).
+    """Batch the requests that queue while a model's session is busy."""
     max_batch_size: int = Field(default=32, ge=1)
-    #: Extra wait for a fuller batch. 0: an idle box adds no delay; a busy one still
-    #: batches whatever queued while the session was running.
+    """Rows per batch at most (a package's own max_batch_size wins when smaller)."""
+    # 0: an idle box adds no delay; a busy one still batches whatever queued meanwhile.
     max_queue_delay_us: int = Field(default=0, ge=0)
-    #: Requests waiting per model; beyond it, RESOURCE_EXHAUSTED at once.
+    """Extra microseconds to wait for a fuller batch."""
     max_queue_size: int = Field(default=1024, ge=1)
-    #: Sessions run in parallel per model. 1 suits a GPU and a small CPU box.
+    """Requests waiting per model; beyond it, RESOURCE_EXHAUSTED at once."""
+    # 1 suits a GPU and a small CPU box.
     instances: int = Field(default=1, ge=1, le=64)
+    """Sessions run in parallel per model."""
 
 
 class ModelOverrides(_Section):
+    """``[models.NAME]``: any batching key for one model; unset keys take ``[batching]``."""
+
     enabled: bool | None = None
+    """Overrides ``batching.enabled`` for this model."""
     max_batch_size: int | None = Field(default=None, ge=1)
+    """Overrides ``batching.max_batch_size`` for this model."""
     max_queue_delay_us: int | None = Field(default=None, ge=0)
+    """Overrides ``batching.max_queue_delay_us`` for this model."""
     max_queue_size: int | None = Field(default=None, ge=1)
+    """Overrides ``batching.max_queue_size`` for this model."""
     instances: int | None = Field(default=None, ge=1, le=64)
+    """Overrides ``batching.instances`` for this model."""
+
+
+Role = Literal["infer", "admin"]
+
+
+def _check_roles(roles: list[Role]) -> list[Role]:
+    if not roles:
+        raise ValueError('expected at least one role ("infer", "admin"), got none')
+    return roles
+
+
+def _infer_only() -> list[Role]:
+    return ["infer"]
+
+
+class TokenEntry(_Section):
+    """``[[auth.tokens]]``: one bearer token, stored as its SHA-256 only."""
+
+    name: str = Field(min_length=1)
+    """Who holds the token; logged as the caller (``token:NAME``)."""
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    """Hex SHA-256 of the token (``appliance auth hash-token``)."""
+    roles: list[Role]
+    """Roles the token grants: ``infer``, ``admin``."""
+
+    _roles = field_validator("roles")(_check_roles)
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class CertificateEntry(_Section):
+    """``[[auth.certificates]]``: roles of one client certificate, by its subject CN."""
+
+    common_name: str = Field(min_length=1)
+    """Subject common name of a client certificate signed by ``server.tls.client_ca``."""
+    roles: list[Role]
+    """Roles the certificate grants: ``infer``, ``admin``."""
+
+    _roles = field_validator("roles")(_check_roles)
+
+
+class AuthConfig(_Section):
+    """Who may call what: bearer tokens and client certificates, roles infer and admin."""
+
+    # "auto" keeps `appliance serve` with no arguments usable on a developer's machine
+    # and makes any port reachable from elsewhere refuse anonymous callers.
+    enabled: bool | Literal["auto"] = "auto"
+    """``auto``: on unless the port is loopback, plaintext and no credential is listed."""
+    tokens: list[TokenEntry] = Field(default_factory=list)
+    """Bearer tokens (``authorization: Bearer ...``), one ``[[auth.tokens]]`` table each."""
+    certificates: list[CertificateEntry] = Field(default_factory=list)
+    """Client certificates with roles of their own, one ``[[auth.certificates]]`` each."""
+    # The client CA is the hospital's own for this box: a certificate it signed is a
+    # known client, but only a listed one may change the served models.
+    certificate_roles: list[Role] = Field(default_factory=_infer_only)
+    """Roles of a client certificate signed by ``client_ca`` but not listed."""
+
+
+class LoggingConfig(_Section):
+    # "auto": journald and Kubernetes get JSON, a person at a terminal gets text.
+    format: Literal["auto", "json", "text"] = "auto"
+    """``json``: one object per line; ``text``: readable lines; ``auto``: json unless a TTY."""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Least severe level logged (``--log-level`` overrides)."""
+    # A busy box answers thousands of requests a second; "errors" keeps the journal small.
+    requests: Literal["all", "errors", "off"] = "all"
+    """Request log lines (model, version, shapes, dtypes, latency, caller, status)."""
 
 
 class Config(_Section):
@@ -149,6 +259,8 @@ class Config(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def batching_for(self, model: str) -> BatchingConfig:
         """The batching settings of one model: defaults with its overrides applied."""
@@ -196,16 +308,21 @@ def describe_validation_error(exc: ValidationError) -> str:
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "AdminConfig",
+    "AuthConfig",
     "AdminTLSConfig",
     "BatchingConfig",
+    "CertificateEntry",
     "Config",
     "LifecycleConfig",
+    "LoggingConfig",
     "ModelOverrides",
     "RepositoryConfig",
+    "Role",
     "RuntimeConfig",
     "ServerConfig",
     "SigningConfig",
     "TLSConfig",
+    "TokenEntry",
     "describe_validation_error",
     "load_config",
     "parse_config",
