@@ -166,7 +166,8 @@ class BatchingConfig(_Section):
 
 
 class ModelOverrides(_Section):
-    """``[models.NAME]``: any batching key for one model; unset keys take ``[batching]``."""
+    """``[models.NAME]``: batching keys and ``cache_bytes`` for one model; unset keys take
+    the defaults (``[batching]``, ``[monitoring]``)."""
 
     enabled: bool | None = None
     """Overrides ``batching.enabled`` for this model."""
@@ -178,6 +179,9 @@ class ModelOverrides(_Section):
     """Overrides ``batching.max_queue_size`` for this model."""
     instances: int | None = Field(default=None, ge=1, le=64)
     """Overrides ``batching.instances`` for this model."""
+    # Off unless set: only a deterministic model may answer from a cache.
+    cache_bytes: int | None = Field(default=None, ge=0)
+    """Overrides ``monitoring.cache_bytes`` for this model (0: no response cache)."""
 
 
 Role = Literal["infer", "admin"]
@@ -250,6 +254,29 @@ class LoggingConfig(_Section):
     """Request log lines (model, version, shapes, dtypes, latency, caller, status)."""
 
 
+class MonitoringConfig(_Section):
+    """Prometheus metrics, drift monitoring against the package's reference profile, and
+    the response cache."""
+
+    enabled: bool = True
+    """Serve ``/metrics`` on ``server.metrics_address`` and measure drift."""
+    # Usual PSI reading: under 0.1 stable, 0.1 to 0.25 a shift worth watching, above
+    # 0.25 a significant shift; 0.2 alerts a little before the textbook "significant".
+    drift_threshold: float = Field(default=0.2, gt=0)
+    """PSI at or above which a model's drift state is ``alert`` (logged once)."""
+    drift_warn: float = Field(default=0.1, gt=0)
+    """PSI at or above which a model's drift state is ``warn``."""
+    # Fewer rows than this give PSI values dominated by sampling noise.
+    drift_min_rows: int = Field(default=200, ge=1)
+    """Rows a model must see before its PSI is reported."""
+    # Counts halve each time this many rows arrive: recent traffic weighs most and the
+    # statistics stay a fixed size whatever the traffic.
+    drift_window_rows: int = Field(default=5000, ge=100)
+    """Rows the drift statistics remember, about (older rows fade out)."""
+    cache_bytes: int = Field(default=0, ge=0)
+    """Response cache per model version, in bytes; 0: off. Only for deterministic models."""
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
@@ -261,14 +288,22 @@ class Config(_Section):
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def batching_for(self, model: str) -> BatchingConfig:
         """The batching settings of one model: defaults with its overrides applied."""
         overrides = self.models.get(model)
         if overrides is None:
             return self.batching
-        changes = overrides.model_dump(exclude_none=True)
+        changes = overrides.model_dump(exclude_none=True, include=set(BatchingConfig.model_fields))
         return self.batching.model_copy(update=changes)
+
+    def cache_bytes_for(self, model: str) -> int:
+        """Response cache size of one model: ``[models.NAME]`` over ``[monitoring]``."""
+        overrides = self.models.get(model)
+        if overrides is None or overrides.cache_bytes is None:
+            return self.monitoring.cache_bytes
+        return overrides.cache_bytes
 
 
 def load_config(path: Path | None) -> Config:
@@ -316,6 +351,7 @@ __all__ = [
     "LifecycleConfig",
     "LoggingConfig",
     "ModelOverrides",
+    "MonitoringConfig",
     "RepositoryConfig",
     "Role",
     "RuntimeConfig",
