@@ -30,7 +30,7 @@ def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
     build_repository(work / "repository")
     config = {
         "repository": {"version_policy": "all"},
-        "models": {"slow": {"max_queue_size": 2, "max_batch_size": 256}},
+        "models": {"slow": {"max_queue_size": 2, "max_batch_size": 4096}},
     }
     with DaemonProcess(work, config) as daemon:
         yield daemon
@@ -40,6 +40,7 @@ def build_repository(root: Path) -> None:
     affine_model(root / "affine" / "1" / "model.onnx", scale=2.0)
     affine_model(root / "affine" / "2" / "model.onnx", scale=3.0)
     slow_model(root / "slow" / "1" / "model.onnx")
+    slow_model(root / "echo" / "1" / "model.onnx", depth=16)
     two_input_model(root / "tokens" / "1" / "model.onnx")
     fixed_batch_model(root / "fixed" / "1" / "model.onnx")
     # Not a version folder: ignored.
