@@ -19,6 +19,7 @@ say what was expected and what arrived, and never carry tensor contents.
     ├── SelfTestError                   FAILED_PRECONDITION (golden outputs off on this box)
     ├── DowngradeError                  FAILED_PRECONDITION (version below highest activated)
     ├── VersionExistsError              ALREADY_EXISTS    (that version is already installed)
+    ├── VersionInUseError               FAILED_PRECONDITION (removing the active version)
     └── InferenceError                  INTERNAL          (ONNX Runtime failed at run time)
 """
 
@@ -110,6 +111,10 @@ class VersionExistsError(_ClientError):
     status = Status.ALREADY_EXISTS
 
 
+class VersionInUseError(_ClientError):
+    status = Status.FAILED_PRECONDITION
+
+
 class InferenceError(ApplianceError):
     status = Status.INTERNAL
 
@@ -132,4 +137,5 @@ __all__ = [
     "Status",
     "UnauthenticatedError",
     "VersionExistsError",
+    "VersionInUseError",
 ]
