@@ -56,6 +56,13 @@ def _private_pool(module: Path) -> None:
     if _DEFAULT_POOL not in text:
         raise SystemExit(f"{module}: generated code changed shape; cannot move it to its own pool")
     module.write_text(text.replace(_DEFAULT_POOL, _PRIVATE_POOL))
+    stub = module.with_suffix(".pyi")
+    if stub.exists():
+        stub.write_text(
+            stub.read_text()
+            + "\nfrom google.protobuf import descriptor_pool as _descriptor_pool\n"
+            + "POOL: _descriptor_pool.DescriptorPool\n"
+        )
 
 
 if __name__ == "__main__":

@@ -1431,3 +1431,6 @@ class RepositoryModelUnloadResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RepositoryModelUnloadResponse: _TypeAlias = RepositoryModelUnloadResponse  # noqa: Y015
+
+from google.protobuf import descriptor_pool as _descriptor_pool
+POOL: _descriptor_pool.DescriptorPool

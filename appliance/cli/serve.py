@@ -37,16 +37,29 @@ def resolve_config(args: argparse.Namespace) -> Config:
             update={"repository": config.repository.model_copy(update={"path": args.repository})}
         )
     if args.address is not None:
-        from appliance.config import parse_config
-
-        raw = config.model_dump(mode="json")
-        raw["server"]["address"] = args.address
-        config = parse_config(raw, source="--address")
+        checked = _validated_address(args.address)
+        server = config.server.model_copy(update={"address": checked})
+        config = config.model_copy(update={"server": server})
     return config
 
 
+def _validated_address(address: str) -> str:
+    from pydantic import ValidationError
+
+    from appliance.config import ServerConfig, describe_validation_error
+    from appliance.errors import ConfigError
+
+    try:
+        return ServerConfig.model_validate({"address": address}).address
+    except ValidationError as exc:
+        raise ConfigError(f"--address: {describe_validation_error(exc)}") from exc
+
+
 def run(args: argparse.Namespace) -> int:
+    from appliance.logs import configure_logging
+
     config = resolve_config(args)
+    configure_logging(config.logging, level=getattr(args, "log_level", None))
     return asyncio.run(serve(config))
 
 
