@@ -100,6 +100,7 @@ class AdminConfig(_Section):
     address: str | None = None
     """HOST:PORT to serve admin on TCP with mTLS instead of the socket; needs ``[admin.tls]``."""
     tls: AdminTLSConfig | None = None
+    """Certificates of the TCP admin service (``admin.address``); absent: socket only."""
 
     _address = field_validator("address")(_check_address)
 
@@ -286,6 +287,7 @@ class Config(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
+    """``[models.NAME]`` tables: settings of one model that differ from the defaults."""
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
@@ -363,3 +365,13 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+if __name__ == "__main__":  # python -m appliance.config --markdown
+    import sys
+
+    from appliance._config_table import markdown
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m appliance.config --markdown")
+    sys.stdout.write(markdown())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from pathlib import Path
+import time
 
 import grpc
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -18,14 +18,28 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from appliance import __version__
 from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
-from appliance.config import Config
+from appliance.admin import AdminServer
+from appliance.audit import AuditLog
+from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
+from appliance.lifecycle import (
+    DaemonFiguresHook,
+    DaemonStatus,
+    Lifecycle,
+    ModelFiguresHook,
+    StateStore,
+    collect_status,
+)
+from appliance.logs import RequestLog
 from appliance.manager import ModelManager
 from appliance.repository import Repository, repository_roots
 from appliance.runtime import ProviderChoice, choose_providers
+from appliance.security import Authenticator, CertificateFiles, Gate
 from appliance.servicers import ErrorBoundary, InferenceServicer
+from appliance.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,20 @@ class Daemon:
         self._health = HealthServicer()
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._started_at = time.monotonic()
+        self.lifecycle: Lifecycle | None = None
+        self._admin: AdminServer | None = None
+        #: Monitoring's figures for ``appliance status`` (request rate, latency,
+        #: drift per model; cache counters); unset, those fields stay zero.
+        self.model_figures: ModelFiguresHook | None = None
+        self.daemon_figures: DaemonFiguresHook | None = None
+        self.notifier = Notifier()
+        self.audit = AuditLog(config.lifecycle.audit_log)
+        # Both check their part of the config: a bad one stops the start before any
+        # model is loaded.
+        self.authenticator = Authenticator(config)
+        tls = config.server.tls
+        self._certificates = CertificateFiles(tls) if tls is not None else None
 
     async def start(self) -> None:
         self.providers = choose_providers(
@@ -61,28 +89,78 @@ class Daemon:
         roots = repository_roots(
             self.config.repository.path, self.config.repository.serve_default_model
         )
-        self.manager = ModelManager(Repository(roots), self.config, self.providers)
+        state = StateStore(self.config.repository.path)
+        self.manager = ModelManager(
+            Repository(roots), self.config, self.providers, state.active_version
+        )
+        self.lifecycle = Lifecycle(
+            self.manager,
+            state,
+            self.audit,
+            repository=self.config.repository.path,
+            trusted_keys=self.config.signing.trusted_keys,
+            keep_versions=self.config.lifecycle.keep_versions,
+            grace_s=self.config.server.grace_period_s,
+        )
+        # Before loading: clean what a crash left and settle the active versions.
+        self.lifecycle.recover()
         await self.manager.load_all()
         self._server = self._build_server(self.manager)
         self.port = self._bind(self._server)
         await self._server.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._start_admin(self.lifecycle)
         self.state = DaemonState.READY
         served = ", ".join(f"{m.name}:{m.version}" for m in self.manager.loaded()) or "none"
         log.info(
             "serving on %s (port %d); models: %s", self.config.server.address, self.port, served
         )
+        self.notifier.ready(
+            f"serving {served} on {self.config.server.address} ({self.providers.primary}; "
+            f"auth {'on' if self.authenticator.required else 'off'})"
+        )
+        self.notifier.start_watchdog()
+
+    async def _start_admin(self, lifecycle: Lifecycle) -> None:
+        admin = AdminServer(self.config.admin, lifecycle, self.status)
+        try:
+            await admin.start()
+        except ConfigError as exc:
+            if self.config.admin.model_fields_set & {"socket", "address"}:
+                raise  # configured: an operator relies on it
+            # Developer mode (no config): /run/appliance may not be ours to create.
+            log.warning("admin service not started: %s; serving without it", exc)
+            return
+        self._admin = admin
+
+    def status(self) -> DaemonStatus:
+        """What ``appliance status`` shows."""
+        if self.manager is None or self.providers is None:
+            raise ConfigError("the daemon has not started")
+        return collect_status(
+            self.manager,
+            state=self.state.value,
+            providers=self.providers.names,
+            server_version=__version__,
+            uptime_s=time.monotonic() - self._started_at,
+            model_figures=self.model_figures,
+            daemon_figures=self.daemon_figures,
+        )
 
     def _build_server(self, manager: ModelManager) -> grpc.aio.Server:
         limit = self.config.server.max_message_bytes
+        gate = Gate(self.authenticator, self.audit, RequestLog(self.config.logging.requests))
         server = grpc.aio.server(
-            interceptors=[ErrorBoundary()],
+            # The gate inside the boundary: its refusals become statuses there.
+            interceptors=[ErrorBoundary(), gate],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 # Two daemons must not silently share a port.
                 ("grpc.so_reuseport", 0),
+                *_connection_options(self.config.server),
             ],
+            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InferenceServicer(manager, lambda: self.state is DaemonState.READY), server
@@ -98,14 +176,11 @@ class Daemon:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         address = self.config.server.address
-        tls = self.config.server.tls
         try:
-            if tls is None:
+            if self._certificates is None:
                 port = server.add_insecure_port(address)
             else:
-                port = server.add_secure_port(
-                    address, _server_credentials(tls.cert, tls.key, tls.client_ca)
-                )
+                port = server.add_secure_port(address, self._certificates.credentials())
         except RuntimeError as exc:
             raise ConfigError(f"server.address {address!r}: could not listen: {exc}") from exc
         if port == 0:
@@ -125,13 +200,17 @@ class Daemon:
             await self._stopped.wait()
             return
         self.state = DaemonState.DRAINING
+        self.notifier.stopping("draining: finishing in-flight requests")
         grace = self.config.server.grace_period_s
         log.info("draining: finishing in-flight requests (grace %.1f s)", grace)
         await self._health.enter_graceful_shutdown()
+        if self._admin is not None:
+            await self._admin.stop(grace)
         if self._server is not None:
             await self._server.stop(grace)
         if self.manager is not None:
             await self.manager.close(grace)
+        await self.notifier.stop_watchdog()
         self.state = DaemonState.STOPPED
         self._stopped.set()
         log.info("stopped")
@@ -149,15 +228,26 @@ def _reflection_pool() -> DescriptorPool:
     return pool
 
 
-def _server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
-    try:
-        pair = (key.read_bytes(), cert.read_bytes())
-        ca = client_ca.read_bytes() if client_ca else None
-    except OSError as exc:
-        raise ConfigError(f"server.tls: could not read {exc.filename}: {exc.strerror}") from exc
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
+def _connection_options(server: ServerConfig) -> list[tuple[str, int]]:
+    """Keepalive enforcement and connection age, from ``[server]`` (gRPC channel args)."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    options = [
+        ("grpc.keepalive_time_ms", ms(server.keepalive_time_s)),
+        ("grpc.keepalive_timeout_ms", ms(server.keepalive_timeout_s)),
+        # Idle clients may ping, but not more often than min_client_ping_interval_s;
+        # a client that does is sent GOAWAY after two strikes (gRPC's default).
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(server.min_client_ping_interval_s)),
+    ]
+    if server.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", ms(server.max_connection_age_s)),
+            ("grpc.max_connection_age_grace_ms", ms(server.max_connection_age_grace_s)),
+        ]
+    return options
 
 
 __all__ = ["Daemon", "DaemonState"]

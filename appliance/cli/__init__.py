@@ -18,7 +18,7 @@ from appliance.cli._exit import exit_code_for
 from appliance.errors import ApplianceError
 
 # Command modules, in the order `appliance --help` lists them.
-_COMMANDS = ("serve", "keys", "package")
+_COMMANDS = ("serve", "demo", "models", "status", "keys", "package", "auth", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="appliance",
         description="Serve, update and build compressed ONNX models on an on-prem box.",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: INFO, or logging.level)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
         module = importlib.import_module(f"appliance.cli.{name}")
@@ -38,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=(args.log_level or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -1,0 +1,141 @@
+"""Logging: one JSON object per line (journald, Kubernetes) or readable text, and the
+request log.
+
+Owns the log format (``[logging]``) and what a request line may say. A JSON line holds
+``ts``, ``level``, ``logger``, ``msg`` and the record's structured fields (whatever was
+passed as ``extra=``), plus ``exc`` with the traceback when there is one. Request lines
+carry the model, version, input names, shapes and dtypes, latency, caller and status:
+they are built from the request's metadata fields only, so tensor contents (patient
+data) never reach a log, whatever the request held.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from appliance.config import LoggingConfig
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(_extras(record))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL logger: message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = _extras(record)
+        if not fields:
+            return text
+        head, sep, trace = text.partition("\n")
+        pairs = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+        return f"{head} {pairs}{sep}{trace}"
+
+
+def configure_logging(config: LoggingConfig, level: str | None = None) -> None:
+    """Route every logger to stderr in the configured format (the daemon's only sink:
+    systemd sends stderr to the journal, Kubernetes to the pod log)."""
+    fmt = config.format
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel((level or config.level).upper())
+
+
+def describe_request(request: Any) -> dict[str, Any]:
+    """The loggable part of a request: names, versions, shapes, dtypes. Never contents."""
+    fields: dict[str, Any] = {}
+    model = getattr(request, "model_name", None) or getattr(request, "name", None)
+    if isinstance(model, str) and model:
+        fields["model"] = model
+    version = getattr(request, "model_version", None) or getattr(request, "version", None)
+    if isinstance(version, str | int) and version:
+        fields["version"] = str(version)
+    inputs = getattr(request, "inputs", None)
+    if inputs is not None:
+        # (name, datatype, shape) of each input tensor; the data stay in the request.
+        fields["inputs"] = [
+            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in inputs
+        ]
+    return fields
+
+
+class RequestLog:
+    """One line per RPC on the ``appliance.requests`` logger (``logging.requests``)."""
+
+    def __init__(self, mode: Literal["all", "errors", "off"]):
+        self.mode = mode
+        self._log = logging.getLogger("appliance.requests")
+
+    def log(
+        self,
+        *,
+        rpc: str,
+        request: Any,
+        caller: str,
+        peer: str,
+        status: str,
+        seconds: float,
+        quiet: bool = False,
+    ) -> None:
+        """``quiet``: a probe (health, liveness); logged only when it fails."""
+        if self.mode == "off" or (status == "OK" and (quiet or self.mode == "errors")):
+            return
+        fields = describe_request(request) if request is not None else {}
+        target = fields.get("model", "")
+        if target and "version" in fields:
+            target += f":{fields['version']}"
+        latency_ms = round(seconds * 1000, 3)
+        self._log.info(
+            "%s %s-> %s in %.2f ms by %s",
+            rpc,
+            f"{target} " if target else "",
+            status,
+            latency_ms,
+            caller,
+            extra={
+                "rpc": rpc,
+                **fields,
+                "caller": caller,
+                "peer": peer,
+                "status": status,
+                "latency_ms": latency_ms,
+            },
+        )
+
+
+__all__ = ["JsonFormatter", "RequestLog", "TextFormatter", "configure_logging", "describe_request"]
