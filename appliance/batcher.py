@@ -64,6 +64,9 @@ class BatchRecord:
     queue_ns: tuple[int, ...]  # per request: enqueue to start of run
     compute_ns: int
     ok: bool
+    # The batch as it ran, for drift statistics; read, never kept, by the callback.
+    inputs: Feeds | None = None
+    outputs: Feeds | None = None  # None when the run failed
 
 
 @dataclass
@@ -216,8 +219,11 @@ class Batcher:
         start = time.perf_counter_ns()
         queue_ns = tuple(start - r.enqueued_ns for r in batch)
         rows = sum(r.rows for r in batch)
+        feeds: Feeds | None = None
+        outputs: Feeds | None = None
         try:
-            outputs = self._run(_stack(batch))
+            feeds = _stack(batch)
+            outputs = self._run(feeds)
             results: list[Feeds | ApplianceError] = list(_split(outputs, batch, rows))
             ok = True
         except ApplianceError as exc:
@@ -229,7 +235,10 @@ class Batcher:
         compute_ns = time.perf_counter_ns() - start
         _resolve_all(batch, results)
         if self._on_batch is not None:
-            self._on_batch(BatchRecord(rows, len(batch), queue_ns, compute_ns, ok))
+            record = BatchRecord(
+                rows, len(batch), queue_ns, compute_ns, ok, feeds, outputs if ok else None
+            )
+            self._on_batch(record)
 
     def _isolate(self, batch: list[_Request], exc: ApplianceError) -> list[Feeds | ApplianceError]:
         """A batch failed: rerun its requests one by one, so one bad request fails alone."""

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance.batcher import BatchSettings
 from appliance.config import Config
@@ -26,6 +27,9 @@ from appliance.errors import (
 from appliance.model import Array, LoadedModel, ModelSpec, ModelState, RequestTensor
 from appliance.repository import Repository, VersionSource
 from appliance.runtime import ProviderChoice, Session
+
+if TYPE_CHECKING:
+    from appliance.monitoring import Monitoring
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +49,10 @@ class ModelManager:
         config: Config,
         providers: ProviderChoice,
         active_version: Callable[[str], int | None] | None = None,
+        monitoring: Monitoring | None = None,
     ):
         self.repository = repository
+        self.monitoring = monitoring
         self.config = config
         self.providers = providers
         self._active_version = active_version or (lambda name: None)
@@ -211,7 +217,10 @@ class ModelManager:
             max_queue_size=batching.max_queue_size,
             instances=batching.instances,
         )
-        return LoadedModel(spec, session, settings, manifest)
+        model = LoadedModel(spec, session, settings, manifest)
+        if self.monitoring is not None:
+            model.monitor = self.monitoring.attach(model)
+        return model
 
     def set_default(self, name: str, version: int) -> int | None:
         """Atomically point unversioned requests at a loaded version; return the old one."""
@@ -230,6 +239,8 @@ class ModelManager:
         await asyncio.to_thread(model.drain, grace)
         versions = self._loaded.get(name, {})
         versions.pop(version, None)
+        if self.monitoring is not None:
+            self.monitoring.detach(model)
         if not versions:
             self._loaded.pop(name, None)
             self._default.pop(name, None)

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from appliance.errors import InvalidInputError, NotReadyError
 from appliance.package.manifest import Manifest, TensorSpec
 from appliance.runtime import Session
 from appliance.tensors import V2_TO_NUMPY, decode, element_count
+
+if TYPE_CHECKING:
+    from appliance.monitoring import ModelMonitor
 
 Array = np.ndarray[Any, Any]
 PLATFORM = "onnxruntime_onnx"
@@ -121,9 +124,17 @@ class LoadedModel:
         self.state = ModelState.READY
         self.settings = settings
         self._batched = spec.max_batch_size > 0
+        #: Metrics, drift and response cache hooks; set by the manager after loading.
+        self.monitor: ModelMonitor | None = None
         self.batcher = Batcher(
-            f"{spec.name}:{spec.version}", session.run, settings, self.stats.record_batch
+            f"{spec.name}:{spec.version}", session.run, settings, self._record_batch
         )
+
+    def _record_batch(self, record: BatchRecord) -> None:
+        """Worker thread, once per session run."""
+        self.stats.record_batch(record)
+        if self.monitor is not None:
+            self.monitor.record_batch(record)
 
     @property
     def name(self) -> str:
@@ -152,12 +163,27 @@ class LoadedModel:
         try:
             wanted = self._check_outputs(requested_outputs)
             feeds, rows = self.validate(tensors)
-            outputs = await self.batcher.submit(feeds, rows, deadline)
+            outputs = await self._answer(feeds, rows, wanted, deadline)
         except (Exception, asyncio.CancelledError):
             self.stats.record_request(False, time.perf_counter_ns() - start)
             raise
         self.stats.record_request(True, time.perf_counter_ns() - start)
-        return outputs if not wanted else {n: outputs[n] for n in wanted}
+        return outputs
+
+    async def _answer(
+        self, feeds: dict[str, Array], rows: int, wanted: list[str], deadline: float | None
+    ) -> dict[str, Array]:
+        """From the response cache when it holds this very request, else from a batch."""
+        cache = self.monitor.cache if self.monitor is not None else None
+        key = cache.key(feeds, wanted) if cache is not None else b""
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit
+        outputs = await self.batcher.submit(feeds, rows, deadline)
+        if wanted:
+            outputs = {n: outputs[n] for n in wanted}
+        if cache is not None:
+            cache.put(key, outputs)
+        return outputs
 
     def validate(self, tensors: Sequence[RequestTensor]) -> tuple[dict[str, Array], int]:
         """Check a request against the model's inputs; return the feeds and the row count."""

@@ -10,6 +10,8 @@ raw features:
 
     python -m appliance.default_model.build
 
+Its model.json carries a reference profile of the training data (drift monitoring).
+
 Needs scikit-learn (the ``dev`` extra). The serving daemon itself never imports this.
 """
 
@@ -26,6 +28,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from appliance.package.golden import make_reference_profile
 from appliance.package.manifest import (
     Golden,
     GoldenCase,
@@ -95,13 +98,16 @@ def main() -> None:
     accuracy = float((probs.argmax(axis=1) == y_test).mean())
     golden_x = x_test[:4]
     golden_y = session.run(None, {"input": golden_x})[0]
+    labels = tuple(str(n) for n in data.target_names)
+    # Drift is measured against the data the model learnt from.
+    profile = make_reference_profile(OUT / "model.onnx", {"input": x_train}, labels=labels)
     manifest = Manifest(
         name=NAME,
         version=VERSION,
         task="classification",
         inputs=(TensorSpec(name="input", datatype="FP32", shape=(-1, 30)),),
         outputs=(TensorSpec(name="probabilities", datatype="FP32", shape=(-1, 2)),),
-        labels=tuple(str(n) for n in data.target_names),
+        labels=labels,
         max_batch_size=64,
         provenance=Provenance(
             source_model="sklearn LogisticRegression on load_breast_cancer (Wisconsin diagnostic)",
@@ -109,6 +115,7 @@ def main() -> None:
             created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             tool="appliance.default_model.build",
         ),
+        reference_profile=profile,
         golden=Golden(
             rtol=1e-4,
             atol=1e-5,

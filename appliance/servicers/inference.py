@@ -8,10 +8,11 @@ the stream (``error_message``) so one bad request does not end the stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,6 +22,9 @@ from appliance._proto import grpc_service_pb2_grpc as pb_grpc
 from appliance.errors import ApplianceError
 from appliance.manager import ModelManager
 from appliance.servicers import _convert as convert
+
+if TYPE_CHECKING:
+    from appliance.monitoring import Monitoring
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,21 @@ def deadline_of(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
+def _code_of(exc: BaseException) -> str:
+    """The status an exception that is not ours will end in (the boundary's mapping)."""
+    return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "INTERNAL"
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, manager: ModelManager, is_ready: Callable[[], bool]):
+    def __init__(
+        self,
+        manager: ModelManager,
+        is_ready: Callable[[], bool],
+        monitoring: Monitoring | None = None,
+    ):
         self._manager = manager
         self._is_ready = is_ready
+        self._monitoring = monitoring
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
@@ -75,6 +90,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return convert.model_metadata_to_proto(model, versions)
 
     async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        if self._monitoring is None:
+            return await self._infer(request, context)
+        start = time.perf_counter()
+        try:
+            response = await self._infer(request, context)
+        except BaseException as exc:  # observed, then on to the error boundary
+            elapsed = time.perf_counter() - start
+            code = exc.status.value if isinstance(exc, ApplianceError) else _code_of(exc)
+            self._monitoring.record_request(
+                request.model_name, request.model_version, code, elapsed
+            )
+            raise
+        self._monitoring.record_request(
+            response.model_name, response.model_version, "OK", time.perf_counter() - start
+        )
+        return response
+
+    async def _infer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
         tensors = convert.request_tensors_from_proto(request)

@@ -1,0 +1,323 @@
+"""The daemon's monitoring: per-model hooks, the ``/metrics`` endpoint, status figures.
+
+Owns what ties metrics, drift and the cache to the serving core. The daemon makes one
+``Monitoring``; the model manager asks it for a ``ModelMonitor`` for each version it
+loads (``attach``), which the model feeds per batch from its worker thread; the
+inference servicer reports each request's status code and time (``record_request``);
+the admin Status RPC reads ``figures`` and ``cache_totals``. The HTTP endpoint is
+prometheus-client's own server on a daemon thread, over this daemon's registry.
+
+Label values are bounded whatever clients send: a model name that is not loaded reads
+``model="_unknown"`` and a version that is not loaded reads ``version=""``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from appliance.batcher import BatchRecord
+from appliance.config import Config
+from appliance.errors import ConfigError
+from appliance.monitoring.cache import ResponseCache
+from appliance.monitoring.drift import DriftMonitor, DriftSettings
+from appliance.monitoring.metrics import (
+    BatchMetrics,
+    GpuCollector,
+    ProcessCollector,
+    RequestMetrics,
+    merge_families,
+)
+
+if TYPE_CHECKING:
+    from appliance.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_MODEL = "_unknown"
+#: Every state a model version can be in, as ``appliance_model_state`` enumerates them.
+_STATES = ("LOADING", "READY", "UNLOADING", "UNAVAILABLE", "FAILED")
+
+
+class _Served(Protocol):
+    """What monitoring reads of a loaded model (``appliance.model.LoadedModel``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """What ``appliance status`` shows of one model version."""
+
+    request_rate: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    drift_psi: dict[str, float] = field(default_factory=dict)
+    drift_state: str = ""  # ok, warn, alert; empty when not measured
+
+
+class ModelMonitor:
+    """One loaded version's hooks: batch metrics, drift statistics, response cache."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        drift: DriftMonitor | None,
+        cache: ResponseCache | None,
+        metrics: bool,
+    ):
+        self.model = model
+        self.drift = drift
+        self.cache = cache
+        self.batches = BatchMetrics() if metrics else None
+        self.labels = (model.name, str(model.version))
+
+    def record_batch(self, record: BatchRecord) -> None:
+        """Worker thread, once per session run."""
+        if self.batches is not None:
+            self.batches.record(record)
+        if self.drift is not None and record.ok and record.inputs is not None:
+            self.drift.observe(record.rows, record.inputs, record.outputs or {})
+
+
+class Monitoring:
+    """Metrics registry and endpoint, drift settings, caches: one per daemon."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.enabled = config.monitoring.enabled
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = RequestMetrics()
+        self.port: int | None = None
+        self._monitors: dict[tuple[str, int], ModelMonitor] = {}
+        # Replaced whole under the lock, read without it on the event loop.
+        self._names: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+        self._server: WSGIServer | None = None
+        self._gpu: GpuCollector | None = None
+        self._retired_hits = 0
+        self._retired_misses = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register the collectors and open the ``/metrics`` port (when enabled)."""
+        if not self.enabled:
+            return
+        self.registry.register(_ModelsCollector(self))
+        self.registry.register(ProcessCollector())
+        self._gpu = GpuCollector.create()
+        if self._gpu is not None:
+            self.registry.register(self._gpu)
+        address = self.config.server.metrics_address
+        host, _, port = address.rpartition(":")
+        try:
+            self._server, _ = start_http_server(int(port), host.strip("[]"), self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"server.metrics_address {address!r}: could not listen: {exc.strerror}"
+            ) from exc
+        self.port = int(self._server.server_port)
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu = None
+
+    # -- models ----------------------------------------------------------------
+
+    def attach(self, model: LoadedModel) -> ModelMonitor | None:
+        """Hooks for a version just loaded; None when neither monitoring nor cache is on."""
+        cache_bytes = self.config.cache_bytes_for(model.name)
+        if not self.enabled and not cache_bytes:
+            return None
+        cache = ResponseCache(model.name, model.version, cache_bytes) if cache_bytes else None
+        drift = None
+        if self.enabled and model.manifest is not None and model.manifest.reference_profile:
+            settings = self.config.monitoring
+            drift = DriftMonitor(
+                model.name,
+                model.version,
+                model.manifest.reference_profile,
+                DriftSettings(
+                    warn=settings.drift_warn,
+                    alert=settings.drift_threshold,
+                    min_rows=settings.drift_min_rows,
+                    window_rows=settings.drift_window_rows,
+                ),
+            )
+        monitor = ModelMonitor(model, drift, cache, metrics=self.enabled)
+        with self._lock:
+            self._monitors[(model.name, model.version)] = monitor
+            self._names = frozenset(name for name, _ in self._monitors)
+        return monitor
+
+    def detach(self, model: _Served) -> None:
+        """A version was retired: its gauges go; its cache counts stay in the totals."""
+        with self._lock:
+            monitor = self._monitors.pop((model.name, model.version), None)
+            self._names = frozenset(name for name, _ in self._monitors)
+            if monitor is not None and monitor.cache is not None:
+                self._retired_hits += monitor.cache.hits
+                self._retired_misses += monitor.cache.misses
+
+    def monitors(self) -> list[ModelMonitor]:
+        with self._lock:
+            return [self._monitors[k] for k in sorted(self._monitors)]
+
+    # -- requests --------------------------------------------------------------
+
+    def record_request(self, model: str, version: str, code: str, seconds: float) -> None:
+        """Event loop, once per inference request, whatever its outcome."""
+        if not self.enabled:
+            return
+        known = self._known_version(model, version)
+        if known is None:
+            model, version = UNKNOWN_MODEL, ""
+        elif not known:
+            version = ""
+        self.requests.record(model, version, code, seconds)
+
+    def _known_version(self, model: str, version: str) -> bool | None:
+        """None: model not loaded; False: loaded, but not at that version."""
+        if model not in self._names:
+            return None
+        return version.isdigit() and (model, int(version)) in self._monitors
+
+    # -- status ----------------------------------------------------------------
+
+    def figures(self, name: str, version: int) -> ModelFigures:
+        """Recent request rate, latency quantiles and drift of one loaded version."""
+        recent = self.requests.recent(name, str(version))
+        monitor = self._monitors.get((name, version))
+        drift = monitor.drift if monitor is not None else None
+        scores = drift.psi() if drift is not None else {}
+        return ModelFigures(
+            request_rate=recent.request_rate,
+            latency_p50_ms=recent.latency_p50_ms,
+            latency_p99_ms=recent.latency_p99_ms,
+            drift_psi=scores,
+            drift_state=drift.state(scores).value if drift is not None else "",
+        )
+
+    def cache_totals(self) -> tuple[int, int]:
+        """Cache hits and misses since start, over every model version."""
+        hits, misses = self._retired_hits, self._retired_misses
+        for monitor in self.monitors():
+            if monitor.cache is not None:
+                hits += monitor.cache.hits
+                misses += monitor.cache.misses
+        return hits, misses
+
+
+class _ModelsCollector:
+    """Families read from the models at scrape time (another thread than the loop)."""
+
+    def __init__(self, monitoring: Monitoring):
+        self._monitoring = monitoring
+
+    def collect(self) -> Iterator[Metric]:
+        monitors = self._monitoring.monitors()
+        yield from self._monitoring.requests.families()
+        yield from merge_families(
+            family
+            for m in monitors
+            if m.batches is not None
+            for family in m.batches.families(("model", "version"), m.labels)
+        )
+        yield from _model_families(monitors)
+        yield from _drift_families(monitors)
+        yield from _cache_families(monitors)
+
+
+def _model_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "appliance_queue_depth",
+        "Requests waiting in a model's queue (not yet running).",
+        labels=["model", "version"],
+    )
+    state = GaugeMetricFamily(
+        "appliance_model_state",
+        "1 for the state a loaded model version is in, 0 for the others.",
+        labels=["model", "version", "state"],
+    )
+    ready = 0
+    for monitor in monitors:
+        model = monitor.model
+        depth.add_metric(list(monitor.labels), float(model.batcher.depth))
+        for name in _STATES:
+            state.add_metric([*monitor.labels, name], float(model.state.value == name))
+        ready += model.ready
+    loaded = GaugeMetricFamily(
+        "appliance_models_loaded", "Model versions loaded and ready to serve.", value=ready
+    )
+    yield from (depth, state, loaded)
+
+
+def _drift_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:
+    psi = GaugeMetricFamily(
+        "appliance_drift_psi",
+        "Population stability index of a feature or output statistic against the "
+        "package's reference profile (recent rows).",
+        labels=["model", "version", "feature"],
+    )
+    alert = GaugeMetricFamily(
+        "appliance_drift_alert",
+        "1 when some PSI of the model version is at or above monitoring.drift_threshold.",
+        labels=["model", "version"],
+    )
+    rows = CounterMetricFamily(
+        "appliance_drift_rows",
+        "Rows counted into the drift statistics.",
+        labels=["model", "version"],
+    )
+    for monitor in monitors:
+        if monitor.drift is None or not monitor.drift.measured:
+            continue
+        scores = monitor.drift.psi()
+        for feature, value in scores.items():
+            psi.add_metric([*monitor.labels, feature], value)
+        state = monitor.drift.state(scores).value
+        alert.add_metric(list(monitor.labels), float(state == "alert"))
+        rows.add_metric(list(monitor.labels), float(monitor.drift.rows_total))
+    yield from (psi, alert, rows)
+
+
+def _cache_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:
+    labels = ["model", "version"]
+    hits = CounterMetricFamily("appliance_cache_hits", "Response cache hits.", labels=labels)
+    misses = CounterMetricFamily("appliance_cache_misses", "Response cache misses.", labels=labels)
+    size = GaugeMetricFamily(
+        "appliance_cache_size_bytes", "Bytes the response cache holds.", labels=labels
+    )
+    entries = GaugeMetricFamily(
+        "appliance_cache_entries", "Responses the response cache holds.", labels=labels
+    )
+    for monitor in monitors:
+        cache = monitor.cache
+        if cache is None:
+            continue
+        values: list[Any] = list(monitor.labels)
+        hits.add_metric(values, float(cache.hits))
+        misses.add_metric(values, float(cache.misses))
+        size.add_metric(values, float(cache.size))
+        entries.add_metric(values, float(len(cache)))
+    yield from (hits, misses, size, entries)
+
+
+__all__ = ["UNKNOWN_MODEL", "ModelFigures", "ModelMonitor", "Monitoring"]
