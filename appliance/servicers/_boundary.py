@@ -5,25 +5,30 @@ status its class carries (``appliance.errors``) and its message, which names wha
 expected and what arrived; a client's mistake is logged in one line, without a
 traceback. Anything else is a bug: logged with its traceback under an incident id, and
 answered INTERNAL with that id only, never the internal error text.
+
+Requests are parsed here too, not by gRPC: bytes that are not a valid message get
+INVALID_ARGUMENT with the message type expected, instead of gRPC's UNKNOWN.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, InvalidInputError
 
 log = logging.getLogger("appliance.rpc")
 
 Behavior = Callable[..., Any]
+Parse = Callable[[bytes], Any]
 Context = grpc.aio.ServicerContext[Any, Any]
-# A string: grpc-stubs make RpcMethodHandler generic, the runtime class is not.
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+if TYPE_CHECKING:  # the runtime class is not generic; grpc-stubs makes it so
+    Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 async def _abort(context: Context, method: str, exc: Exception) -> None:
@@ -41,26 +46,51 @@ async def _abort(context: Context, method: str, exc: Exception) -> None:
     )
 
 
-def _wrap_unary(method: str, behavior: Behavior) -> Behavior:
+def _parser(deserializer: Parse | None) -> Parse:
+    if deserializer is None:
+        return lambda raw: raw
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    expected = getattr(descriptor, "full_name", "the request message")
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except DecodeError as exc:
+            raise InvalidInputError(
+                f"expected a serialized {expected}, got {len(raw)} bytes that do not parse"
+            ) from exc
+
+    return parse
+
+
+async def _parsed_stream(raw: AsyncIterable[bytes], parse: Parse) -> AsyncIterator[Any]:
+    async for item in raw:
+        yield parse(item)
+
+
+def _wrap_unary(method: str, behavior: Behavior, parse: Parse, streaming_in: bool) -> Behavior:
     async def wrapper(request: Any, context: Context) -> Any:
         try:
-            return await behavior(request, context)
+            parsed = _parsed_stream(request, parse) if streaming_in else parse(request)
+            return await behavior(parsed, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the one boundary; see module docstring
             await _abort(context, method, exc)
 
     return wrapper
 
 
-def _wrap_stream(method: str, behavior: Behavior) -> Behavior:
+def _wrap_stream(method: str, behavior: Behavior, parse: Parse, streaming_in: bool) -> Behavior:
     async def wrapper(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
-            async for response in behavior(request, context):
+            parsed = _parsed_stream(request, parse) if streaming_in else parse(request)
+            async for response in behavior(parsed, context):
                 yield response
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the one boundary; see module docstring
             await _abort(context, method, exc)
 
     return wrapper
@@ -76,24 +106,24 @@ class ErrorBoundary(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         method = details.method.rsplit("/", 1)[-1]
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
+        parse = _parser(handler.request_deserializer)
+        serializer = {"response_serializer": handler.response_serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary), **kwargs
+                _wrap_unary(method, handler.unary_unary, parse, False), **serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary), **kwargs
+                _wrap_unary(method, handler.stream_unary, parse, True), **serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream), **kwargs
+                _wrap_stream(method, handler.unary_stream, parse, False), **serializer
             )
         stream_stream: Behavior = handler.stream_stream  # type: ignore[assignment]
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream(method, stream_stream), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(method, stream_stream, parse, True), **serializer
+        )
 
 
 __all__ = ["ErrorBoundary"]

@@ -108,8 +108,9 @@ def test_versions_are_addressable_and_latest_is_default(
 
 def test_unknown_version_is_not_found(repo_client: triton.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as err:
-        repo_client.infer("affine", [infer_input("x", np.ones((1, 4), np.float32), "FP32")],
-                          model_version="9")
+        repo_client.infer(
+            "affine", [infer_input("x", np.ones((1, 4), np.float32), "FP32")], model_version="9"
+        )
     assert err.value.status() == "StatusCode.NOT_FOUND"
     assert "loaded versions: [1, 2]" in err.value.message()
 
@@ -149,7 +150,8 @@ def test_statistics_count_requests_and_rows(repo_client: triton.InferenceServerC
     before = repo_client.get_inference_statistics("tokens").model_stats[0]
     ids = np.arange(12, dtype=np.int64).reshape(3, 4)
     repo_client.infer(
-        "tokens", [infer_input("ids", ids, "INT64"), infer_input("mask", np.ones_like(ids), "INT64")]
+        "tokens",
+        [infer_input("ids", ids, "INT64"), infer_input("mask", np.ones_like(ids), "INT64")],
     )
     after = repo_client.get_inference_statistics("tokens").model_stats[0]
     assert after.inference_stats.success.count == before.inference_stats.success.count + 1
