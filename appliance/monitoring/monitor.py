@@ -204,7 +204,8 @@ class Monitoring:
     def figures(self, name: str, version: int) -> ModelFigures:
         """Recent request rate, latency quantiles and drift of one loaded version."""
         recent = self.requests.recent(name, str(version))
-        monitor = self._monitors.get((name, version))
+        with self._lock:
+            monitor = self._monitors.get((name, version))
         drift = monitor.drift if monitor is not None else None
         scores = drift.psi() if drift is not None else {}
         return ModelFigures(
@@ -213,6 +214,23 @@ class Monitoring:
             latency_p99_ms=recent.latency_p99_ms,
             drift_psi=scores,
             drift_state=drift.state(scores).value if drift is not None else "",
+        )
+
+    def model_figures(self, name: str, active: int | None) -> ModelFigures:
+        """A model at a glance: request rate over all its versions; latency and drift of
+        the version that answers unversioned requests (``active``)."""
+        with self._lock:
+            versions = [v for n, v in self._monitors if n == name]
+        rate = sum(self.requests.recent(name, str(v)).request_rate for v in versions)
+        if active is None:
+            return ModelFigures(request_rate=rate)
+        figures = self.figures(name, active)
+        return ModelFigures(
+            request_rate=rate,
+            latency_p50_ms=figures.latency_p50_ms,
+            latency_p99_ms=figures.latency_p99_ms,
+            drift_psi=figures.drift_psi,
+            drift_state=figures.drift_state,
         )
 
     def cache_totals(self) -> tuple[int, int]:
