@@ -7,15 +7,23 @@ passed as ``extra=``), plus ``exc`` with the traceback when there is one. Reques
 carry the model, version, input names, shapes and dtypes, latency, caller and status:
 they are built from the request's metadata fields only, so tensor contents (patient
 data) never reach a log, whatever the request held.
+
+C libraries (gRPC core, ONNX Runtime) write to file descriptor 2 directly; the daemon
+points it at a pipe (``NativeStderr``) and turns each of their lines into a record of
+the ``grpc`` or ``native`` logger, so the stream stays one format. Python itself keeps
+writing to the original stderr, so a crash's traceback never waits on that pipe.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
+import threading
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from appliance.config import LoggingConfig
 
@@ -61,13 +69,59 @@ class TextFormatter(logging.Formatter):
         return f"{head} {pairs}{sep}{trace}"
 
 
-def configure_logging(config: LoggingConfig, level: str | None = None) -> None:
+# gRPC core (absl): "I1122 02:14:30.061651   17192 file.cc:2563] message".
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w./-]+):\d+\] ?(.*)$")
+_NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": 50}
+
+
+class NativeStderr:
+    """File descriptor 2 through a pipe: C libraries' lines become log records."""
+
+    def __init__(self) -> None:
+        self._grpc = logging.getLogger("grpc")
+        self._native = logging.getLogger("native")
+
+    def install(self) -> TextIO:
+        """Redirect fd 2; returns a stream on the original stderr for Python's own use."""
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        stream = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+        threading.Thread(
+            target=self._pump, args=(read_end,), name="native-stderr", daemon=True
+        ).start()
+        return stream
+
+    def _pump(self, read_end: int) -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for raw in pipe:
+                self.emit(raw.decode(errors="replace").rstrip())
+
+    def emit(self, line: str) -> None:
+        if not line:
+            return
+        match = _NATIVE_LINE.match(line)
+        if match is None:
+            self._native.warning("%s", line)
+            return
+        letter, source, message = match.groups()
+        self._grpc.log(_NATIVE_LEVELS[letter], "%s", message, extra={"source": source})
+
+
+def configure_logging(
+    config: LoggingConfig, level: str | None = None, capture_native: bool = False
+) -> None:
     """Route every logger to stderr in the configured format (the daemon's only sink:
-    systemd sends stderr to the journal, Kubernetes to the pod log)."""
+    systemd sends stderr to the journal, Kubernetes to the pod log). ``capture_native``:
+    C libraries' lines too (``NativeStderr``), for the daemon."""
     fmt = config.format
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    stream = sys.stderr
+    if capture_native:
+        stream = sys.stderr = NativeStderr().install()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -111,11 +165,16 @@ class RequestLog:
         status: str,
         seconds: float,
         quiet: bool = False,
+        response: Any = None,
     ) -> None:
-        """``quiet``: a probe (health, liveness); logged only when it fails."""
+        """``quiet``: a probe (health, liveness); logged only when it fails. The
+        response, if any, gives the version that served a request that named none."""
         if self.mode == "off" or (status == "OK" and (quiet or self.mode == "errors")):
             return
         fields = describe_request(request) if request is not None else {}
+        served = getattr(response, "model_version", None)
+        if "version" not in fields and isinstance(served, str) and served:
+            fields["version"] = served
         target = fields.get("model", "")
         if target and "version" in fields:
             target += f":{fields['version']}"
@@ -138,4 +197,11 @@ class RequestLog:
         )
 
 
-__all__ = ["JsonFormatter", "RequestLog", "TextFormatter", "configure_logging", "describe_request"]
+__all__ = [
+    "JsonFormatter",
+    "NativeStderr",
+    "RequestLog",
+    "TextFormatter",
+    "configure_logging",
+    "describe_request",
+]

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from appliance.logs import configure_logging
 
     config = resolve_config(args)
-    configure_logging(config.logging, level=getattr(args, "log_level", None))
+    configure_logging(config.logging, level=getattr(args, "log_level", None), capture_native=True)
     return asyncio.run(serve(config))
 
 

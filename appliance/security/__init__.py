@@ -16,13 +16,14 @@ from appliance.security.identity import (
     hash_token,
     new_token,
 )
-from appliance.security.tls import CertificateFiles
+from appliance.security.tls import CertificateFiles, HandshakeAudit
 
 __all__ = [
     "ROLES",
     "Authenticator",
     "CertificateFiles",
     "Gate",
+    "HandshakeAudit",
     "Identity",
     "auth_required",
     "authorize",

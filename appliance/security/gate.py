@@ -100,15 +100,23 @@ class _Call:
         self.identity: Identity | None = None
         self.role = required_role(method)
 
+    def _identify(self) -> Identity:
+        return self.gate.authenticator.identify(
+            self.context.invocation_metadata() or (), self.context.auth_context()
+        )
+
     def admit(self) -> None:
         role = self.role
+        if role is None:  # open: a probe with bad credentials still gets its answer
+            try:
+                self.identity = self._identify()
+            except ApplianceError:
+                self.identity = Identity("unauthenticated", frozenset())
+            _identity.set(self.identity)
+            return
         try:
-            identity = self.gate.authenticator.identify(
-                self.context.invocation_metadata() or (), self.context.auth_context()
-            )
-            self.identity = identity
-            if role is not None:
-                authorize(identity, role, self.name)
+            identity = self.identity = self._identify()
+            authorize(identity, role, self.name)
         except ApplianceError as exc:
             self.gate.audit.record(
                 "auth.refused",
@@ -120,15 +128,16 @@ class _Call:
             )
             raise
         _identity.set(identity)
-        if role == "admin" and self.gate.authenticator.required:
+        if role == "admin":
             self.gate.audit.record(
                 "auth.granted", action=self.name, caller=identity.name, peer=self.context.peer()
             )
 
-    def done(self, request: Any, status: str) -> None:
+    def done(self, request: Any, status: str, response: Any = None) -> None:
         self.gate.requests.log(
             rpc=self.name,
             request=request,
+            response=response,
             caller=self.identity.name if self.identity else "unknown",
             peer=self.context.peer(),
             status=status,
@@ -177,15 +186,16 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         async def gated(request: Any, context: Context) -> Any:
             call = _Call(self, method, context)
             described = None if streaming_request else request
-            status = "OK"
+            status, response = "OK", None
             try:
                 call.admit()
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                return response
             except BaseException as exc:
                 status = _status_of(exc, context)
                 raise
             finally:
-                call.done(described, status)
+                call.done(described, status, response)
 
         return gated
 

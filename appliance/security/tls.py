@@ -25,6 +25,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from appliance.audit import AuditLog
 from appliance.config import TLSConfig
 from appliance.errors import ConfigError
 
@@ -104,6 +105,23 @@ class CertificateFiles:
         )
 
 
+class HandshakeAudit(logging.Handler):
+    """Refused TLS handshakes (no client certificate, another CA, expired) end before
+    any RPC, so the gate never sees them; gRPC core logs each in one line (captured by
+    ``appliance.logs.NativeStderr`` on the ``grpc`` logger), and this handler turns
+    each into an audit record."""
+
+    def __init__(self, audit: AuditLog):
+        super().__init__(logging.INFO)
+        self.audit = audit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        _, found, reason = message.partition("Handshake failed with error ")
+        if found:
+            self.audit.record("tls.refused", status="UNAVAILABLE", reason=reason)
+
+
 def _read(key: str, path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -145,4 +163,4 @@ def _check_pair(cert_pem: bytes, key_pem: bytes) -> None:
         )
 
 
-__all__ = ["CertificateFiles"]
+__all__ = ["CertificateFiles", "HandshakeAudit"]

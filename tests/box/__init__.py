@@ -1,0 +1,1 @@
+"""The appliance as a hospital box: systemd, packaging, TLS, auth, limits, logs."""
