@@ -24,6 +24,7 @@ from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
+from appliance.monitoring import Monitoring
 from appliance.repository import Repository, repository_roots
 from appliance.runtime import ProviderChoice, choose_providers
 from appliance.security import Authenticator, CertificateFiles, Gate, HandshakeAudit
@@ -53,6 +54,7 @@ class Daemon:
         self._health = HealthServicer()
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
+        self.monitoring = Monitoring(config)
         self.notifier = Notifier()
         self.audit = AuditLog(config.lifecycle.audit_log)
         # Both check their part of the config: a bad one stops the start before any
@@ -73,7 +75,10 @@ class Daemon:
         roots = repository_roots(
             self.config.repository.path, self.config.repository.serve_default_model
         )
-        self.manager = ModelManager(Repository(roots), self.config, self.providers)
+        self.manager = ModelManager(
+            Repository(roots), self.config, self.providers, monitoring=self.monitoring
+        )
+        self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()
         self._server = self._build_server(self.manager)
         self.port = self._bind(self._server)
@@ -106,7 +111,8 @@ class Daemon:
             maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(manager, lambda: self.state is DaemonState.READY), server
+            InferenceServicer(manager, lambda: self.state is DaemonState.READY, self.monitoring),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         services = (
@@ -151,6 +157,7 @@ class Daemon:
             await self._server.stop(grace)
         if self.manager is not None:
             await self.manager.close(grace)
+        self.monitoring.close()
         await self.notifier.stop_watchdog()
         self.state = DaemonState.STOPPED
         self._stopped.set()
