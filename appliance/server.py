@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 
 import grpc
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -17,11 +18,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from appliance import __version__
 from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
+from appliance.admin import AdminServer
 from appliance.audit import AuditLog
 from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
+from appliance.lifecycle import (
+    DaemonFigures,
+    DaemonFiguresHook,
+    DaemonStatus,
+    Lifecycle,
+    ModelFigures,
+    ModelFiguresHook,
+    StateStore,
+    collect_status,
+)
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
 from appliance.monitoring import Monitoring
@@ -55,6 +68,13 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self.monitoring = Monitoring(config)
+        self._started_at = time.monotonic()
+        self.lifecycle: Lifecycle | None = None
+        self._admin: AdminServer | None = None
+        #: Monitoring's figures for ``appliance status`` (request rate, latency,
+        #: drift per model; cache counters); unset, those fields stay zero.
+        self.model_figures: ModelFiguresHook | None = self._model_figures
+        self.daemon_figures: DaemonFiguresHook | None = self._daemon_figures
         self.notifier = Notifier()
         self.audit = AuditLog(config.lifecycle.audit_log)
         # Both check their part of the config: a bad one stops the start before any
@@ -75,15 +95,32 @@ class Daemon:
         roots = repository_roots(
             self.config.repository.path, self.config.repository.serve_default_model
         )
+        state = StateStore(self.config.repository.path)
         self.manager = ModelManager(
-            Repository(roots), self.config, self.providers, monitoring=self.monitoring
+            Repository(roots),
+            self.config,
+            self.providers,
+            state.active_version,
+            monitoring=self.monitoring,
         )
+        self.lifecycle = Lifecycle(
+            self.manager,
+            state,
+            self.audit,
+            repository=self.config.repository.path,
+            trusted_keys=self.config.signing.trusted_keys,
+            keep_versions=self.config.lifecycle.keep_versions,
+            grace_s=self.config.server.grace_period_s,
+        )
+        # Before loading: clean what a crash left and settle the active versions.
+        self.lifecycle.recover()
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()
         self._server = self._build_server(self.manager)
         self.port = self._bind(self._server)
         await self._server.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._start_admin(self.lifecycle)
         self.state = DaemonState.READY
         served = ", ".join(f"{m.name}:{m.version}" for m in self.manager.loaded()) or "none"
         log.info(
@@ -94,6 +131,47 @@ class Daemon:
             f"auth {'on' if self.authenticator.required else 'off'})"
         )
         self.notifier.start_watchdog()
+
+    async def _start_admin(self, lifecycle: Lifecycle) -> None:
+        admin = AdminServer(self.config.admin, lifecycle, self.status)
+        try:
+            await admin.start()
+        except ConfigError as exc:
+            if self.config.admin.model_fields_set & {"socket", "address"}:
+                raise  # configured: an operator relies on it
+            # Developer mode (no config): /run/appliance may not be ours to create.
+            log.warning("admin service not started: %s; serving without it", exc)
+            return
+        self._admin = admin
+
+    def _model_figures(self, name: str) -> ModelFigures:
+        active = self.manager.default_version(name) if self.manager is not None else None
+        figures = self.monitoring.model_figures(name, active)
+        return ModelFigures(
+            request_rate=figures.request_rate,
+            latency_p50_ms=figures.latency_p50_ms,
+            latency_p99_ms=figures.latency_p99_ms,
+            drift_psi=figures.drift_psi,
+            drift_state=figures.drift_state,
+        )
+
+    def _daemon_figures(self) -> DaemonFigures:
+        hits, misses = self.monitoring.cache_totals()
+        return DaemonFigures(cache_hits=hits, cache_misses=misses)
+
+    def status(self) -> DaemonStatus:
+        """What ``appliance status`` shows."""
+        if self.manager is None or self.providers is None:
+            raise ConfigError("the daemon has not started")
+        return collect_status(
+            self.manager,
+            state=self.state.value,
+            providers=self.providers.names,
+            server_version=__version__,
+            uptime_s=time.monotonic() - self._started_at,
+            model_figures=self.model_figures,
+            daemon_figures=self.daemon_figures,
+        )
 
     def _build_server(self, manager: ModelManager) -> grpc.aio.Server:
         limit = self.config.server.max_message_bytes
@@ -153,6 +231,8 @@ class Daemon:
         grace = self.config.server.grace_period_s
         log.info("draining: finishing in-flight requests (grace %.1f s)", grace)
         await self._health.enter_graceful_shutdown()
+        if self._admin is not None:
+            await self._admin.stop(grace)
         if self._server is not None:
             await self._server.stop(grace)
         if self.manager is not None:

@@ -1,0 +1,70 @@
+"""``appliance.admin.v1.Admin``: thin RPC methods over the lifecycle.
+
+Each method names the caller (``_peers``), converts the request (``_convert``), calls
+``appliance.lifecycle`` and converts back. Errors are not handled here: the shared
+``ErrorBoundary`` maps them to status codes, and the lifecycle audits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from appliance._proto import admin_pb2 as pb
+from appliance._proto import admin_pb2_grpc as pb_grpc
+from appliance.admin import _convert as convert
+from appliance.lifecycle import DaemonStatus, Lifecycle
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Identify = Callable[[Context], str]
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(
+        self, lifecycle: Lifecycle, status: Callable[[], DaemonStatus], identify: Identify
+    ):
+        self._lifecycle = lifecycle
+        self._status = status
+        self._identify = identify
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[pb.UploadRequest], context: Context
+    ) -> pb.UploadResponse:
+        who = self._identify(context)
+        header = await convert.upload_header_from_proto(request_iterator)
+        result = await self._lifecycle.push(
+            header.filename,
+            header.total_size,
+            convert.upload_chunks_from_proto(request_iterator),
+            activate=header.activate,
+            allow_downgrade=header.allow_downgrade,
+            who=who,
+        )
+        return convert.push_result_to_proto(result)
+
+    async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
+        self._identify(context)
+        return convert.listing_to_proto(self._lifecycle.listing(request.name))
+
+    async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
+        result = await self._lifecycle.activate(
+            request.name,
+            request.version,
+            allow_downgrade=request.allow_downgrade,
+            who=self._identify(context),
+        )
+        return convert.switch_result_to_proto(result)
+
+    async def Rollback(self, request: pb.RollbackRequest, context: Context) -> pb.ActivateResponse:
+        result = await self._lifecycle.rollback(request.name, who=self._identify(context))
+        return convert.switch_result_to_proto(result)
+
+    async def Remove(self, request: pb.RemoveRequest, context: Context) -> pb.RemoveResponse:
+        await self._lifecycle.remove(request.name, request.version, who=self._identify(context))
+        return pb.RemoveResponse(name=request.name, version=request.version)
+
+    async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
+        self._identify(context)
+        return convert.status_to_proto(self._status())

@@ -1,0 +1,161 @@
+"""``appliance models list | push | activate | rollback | remove``: the admin CLI.
+
+Each command is one call to the daemon's admin service (``appliance.admin.AdminClient``):
+readable tables by default, ``--json`` for scripts, and the exit codes of
+``appliance.cli._exit`` (3: refused, 4: not found, 5: daemon unreachable, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from appliance.cli._admin import (
+    add_admin_arguments,
+    connect,
+    message_dict,
+    print_json,
+    version_text,
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="push, activate, roll back and remove model versions on a running daemon",
+    )
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    listing = sub.add_parser("list", help="models and versions: on disk, loaded, active")
+    listing.add_argument("name", nargs="?", default="", help="one model only")
+    add_admin_arguments(listing)
+    listing.set_defaults(func=_list)
+
+    push = sub.add_parser("push", help="upload a signed package; verify, self-test, install")
+    push.add_argument("package", type=Path, metavar="PKG", help="NAME-VERSION.apkg")
+    push.add_argument("--activate", action="store_true", help="serve it once installed")
+    push.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="accept a version below the highest ever activated (audited)",
+    )
+    add_admin_arguments(push)
+    push.set_defaults(func=_push)
+
+    activate = sub.add_parser("activate", help="serve an installed version (self-tested first)")
+    activate.add_argument("name")
+    activate.add_argument("version", type=int)
+    activate.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="accept a version below the highest ever activated (audited)",
+    )
+    add_admin_arguments(activate)
+    activate.set_defaults(func=_activate)
+
+    rollback = sub.add_parser("rollback", help="serve the previously active version again")
+    rollback.add_argument("name")
+    add_admin_arguments(rollback)
+    rollback.set_defaults(func=_rollback)
+
+    remove = sub.add_parser("remove", help="delete an installed version that is not active")
+    remove.add_argument("name")
+    remove.add_argument("version", type=int)
+    add_admin_arguments(remove)
+    remove.set_defaults(func=_remove)
+
+
+def _list(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        response = client.list(args.name)
+    if args.json:
+        print_json(message_dict(response)["models"])
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "version", "state", "on disk", "digest", "installed")
+    for model in response.models:
+        for v in model.versions:
+            state = "active" if v.active else ("loaded" if v.loaded else "")
+            table.add_row(
+                model.name,
+                str(v.version),
+                state,
+                "yes" if v.on_disk else "no",
+                v.digest.removeprefix("sha256:")[:12],
+                v.installed_at[:19],
+            )
+    Console().print(table)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    package: Path = args.package
+    if not package.is_file():
+        from appliance.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"expected a package file at {package}, found none")
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    with connect(args) as client, Progress(*columns, disable=args.json, transient=True) as bar:
+        task = bar.add_task(f"uploading {package.name}", total=package.stat().st_size)
+        response = client.push(
+            package,
+            activate=args.activate,
+            allow_downgrade=args.allow_downgrade,
+            on_progress=lambda n: bar.advance(task, n),
+        )
+    if args.json:
+        print_json(message_dict(response))
+        return 0
+    where = (
+        f"active (was {version_text(response.previous_version)})"
+        if response.activated
+        else "installed, not active"
+    )
+    print(
+        f"{response.name} version {response.version}: verified, self-tested, {where} "
+        f"in {response.seconds:.1f} s ({response.digest})"
+    )
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        response = client.activate(args.name, args.version, args.allow_downgrade)
+    return _switched(args, response, "active")
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        response = client.rollback(args.name)
+    return _switched(args, response, "rolled back")
+
+
+def _switched(args: argparse.Namespace, response: Any, verb: str) -> int:
+    if args.json:
+        print_json(message_dict(response))
+        return 0
+    print(
+        f"{response.name} version {response.version}: {verb} (was "
+        f"{version_text(response.previous_version)}) in {response.seconds:.1f} s"
+    )
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        response = client.remove(args.name, args.version)
+    if args.json:
+        print_json(message_dict(response))
+        return 0
+    print(f"{response.name} version {response.version}: removed")
+    return 0

@@ -1,0 +1,45 @@
+"""The model lifecycle: staged pushes, atomic activation, rollback, crash recovery, audit.
+
+``Lifecycle`` (``controller``) is the core the admin service calls; it knows nothing of
+gRPC. ``StateStore`` keeps the active version per model crash-safely; every action,
+accepted or refused, goes to the audit trail (``audit``); ``faults`` holds the
+test-only kill points.
+"""
+
+from appliance.lifecycle.audit import AuditSink
+from appliance.lifecycle.controller import Lifecycle
+from appliance.lifecycle.faults import ENV_VAR as FAULT_ENV_VAR
+from appliance.lifecycle.faults import FAULT_POINTS
+from appliance.lifecycle.results import (
+    DaemonFigures,
+    DaemonFiguresHook,
+    DaemonStatus,
+    ModelFigures,
+    ModelFiguresHook,
+    ModelListing,
+    ModelStatus,
+    PushResult,
+    SwitchResult,
+    VersionListing,
+)
+from appliance.lifecycle.state import StateStore
+from appliance.lifecycle.status import collect_status
+
+__all__ = [
+    "FAULT_ENV_VAR",
+    "FAULT_POINTS",
+    "AuditSink",
+    "DaemonFigures",
+    "DaemonFiguresHook",
+    "DaemonStatus",
+    "Lifecycle",
+    "ModelFigures",
+    "ModelFiguresHook",
+    "ModelListing",
+    "ModelStatus",
+    "PushResult",
+    "StateStore",
+    "SwitchResult",
+    "VersionListing",
+    "collect_status",
+]

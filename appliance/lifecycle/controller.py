@@ -1,0 +1,412 @@
+"""Staged, crash-safe changes to what the daemon serves: push, activate, roll back, remove.
+
+A push walks these steps, each a fault point (``faults``) the crash tests stop at:
+
+    receive into .staging/push-*/ -> unpack -> verify signature and manifest
+    -> load a session beside the serving one -> golden self-test on this box
+    -> rename into <repository>/<model>/<version>/ -> record the install
+    [-> record the new active version -> switch -> drain and unload the old -> prune]
+
+Nothing is served before it passed the self-test, and nothing half-written is ever in
+the repository (``_durable``). The switch is ``ModelManager.set_default``: new requests
+go to the new version at once, in-flight ones finish on the old, which is unloaded after
+it drains. The state record (``state``) is written before the switch, so a crash after
+it serves the new version on restart, and a crash before it the old one.
+
+Anti-rollback: a version below the highest ever activated (or the one serving) is
+refused unless the operator passes the downgrade flag; ``rollback`` is that explicit
+operator intent by itself. Every action, accepted or refused, goes to the audit log.
+One change at a time: the lifecycle holds a lock for the whole of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import (
+    DowngradeError,
+    ModelLoadError,
+    ModelNotFoundError,
+    PackageError,
+    VersionExistsError,
+    VersionInUseError,
+)
+from appliance.lifecycle._durable import move_into_place, remove_folder
+from appliance.lifecycle.audit import AuditSink, audited
+from appliance.lifecycle.faults import fault_point
+from appliance.lifecycle.results import (
+    ModelListing,
+    PushResult,
+    SwitchResult,
+    VersionListing,
+)
+from appliance.lifecycle.selftest import run_self_test
+from appliance.lifecycle.staging import Staging, Upload
+from appliance.lifecycle.state import StateStore
+from appliance.manager import ModelManager
+from appliance.model import LoadedModel
+from appliance.package import MODEL_NAME, Manifest, unpack_package, verify_package
+from appliance.repository import EMBEDDED_ROOT, VersionSource
+
+log = logging.getLogger(__name__)
+
+Entry = dict[str, Any]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        manager: ModelManager,
+        state: StateStore,
+        audit: AuditSink,
+        *,
+        repository: Path,
+        trusted_keys: Sequence[Path],
+        keep_versions: int,
+        grace_s: float,
+    ):
+        self._manager = manager
+        self._state = state
+        self._audit = audit
+        self._root = repository
+        self._staging = Staging(repository)
+        self._trusted_keys = list(trusted_keys)
+        self._keep = keep_versions
+        self._grace = grace_s
+        self._lock = asyncio.Lock()
+
+    # -- start-up ----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Before models load: delete staging leftovers, drop records of missing folders."""
+        removed = self._staging.clean()
+        self._state.load()
+        repaired = self._repair_state()
+        if removed or repaired:
+            self._audit.record(
+                "admin.recover", caller="daemon", outcome="ok", removed=removed, repaired=repaired
+            )
+
+    def _repair_state(self) -> list[str]:
+        repaired: list[str] = []
+        for name, record in self._state.record.models.items():
+            on_disk = {v for v in record.versions if self._folder(name, v).is_dir()}
+            on_disk |= {v for v in [*record.previous, record.active] if v and self._exists(name, v)}
+            record.versions = {v: r for v, r in record.versions.items() if v in on_disk}
+            record.previous = [v for v in record.previous if v in on_disk]
+            if record.active is not None and record.active not in on_disk:
+                fallback = record.previous.pop() if record.previous else None
+                repaired.append(f"{name}: active version {record.active} missing, now {fallback}")
+                log.error(
+                    "model %s: active version %s is missing on disk; serving %s",
+                    name,
+                    record.active,
+                    fallback,
+                )
+                record.active = fallback
+        if repaired:
+            self._state.save()
+        return repaired
+
+    def _folder(self, name: str, version: int) -> Path:
+        return self._root / name / str(version)
+
+    def _exists(self, name: str, version: int) -> bool:
+        try:
+            return version in self._manager.repository.versions(name)
+        except ModelNotFoundError:
+            return False
+
+    # -- push --------------------------------------------------------------------
+
+    async def push(
+        self,
+        filename: str,
+        total_size: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        activate: bool,
+        allow_downgrade: bool,
+        who: str,
+    ) -> PushResult:
+        """Receive a package, verify, self-test and install it; activate it if asked."""
+        with audited(
+            self._audit,
+            "push",
+            who,
+            package=filename,
+            activate=activate,
+            allow_downgrade=allow_downgrade,
+        ) as entry:
+            upload = self._staging.begin_upload(filename, total_size)
+            try:
+                await self._receive(upload, chunks)
+                entry["digest"] = upload.digest
+                fault_point("after_upload")
+                started = time.monotonic()
+                async with self._lock:
+                    return await self._install(upload, activate, allow_downgrade, entry, started)
+            finally:
+                await asyncio.to_thread(upload.discard)
+
+    async def _receive(self, upload: Upload, chunks: AsyncIterator[bytes]) -> None:
+        async for chunk in chunks:
+            upload.write(chunk)
+        await asyncio.to_thread(upload.finish)
+
+    async def _install(
+        self, upload: Upload, activate: bool, allow_downgrade: bool, entry: Entry, started: float
+    ) -> PushResult:
+        folder = upload.folder / "package"
+        manifest = await asyncio.to_thread(self._unpack_and_verify, upload.path, folder)
+        name, version = manifest.name, manifest.version
+        entry.update(model=name, version=version)
+        self._check_new(name, version)
+        if activate:
+            self._check_downgrade(name, version, allow_downgrade, entry)
+        model = await self._load_and_test(VersionSource(name, version, folder, manifest))
+        fault_point("after_selftest")
+        try:
+            await asyncio.to_thread(move_into_place, folder, self._folder(name, version))
+        except BaseException:
+            await self._manager.retire(name, version, 0)
+            raise
+        fault_point("after_install")
+        await asyncio.to_thread(self._state.record_install, name, version, upload.digest)
+        previous = None
+        if activate:
+            previous = await self._switch(name, version, rollback=False)
+            entry["previous"] = previous
+        elif model is not None:
+            await self._manager.retire(name, version, self._grace)
+        return PushResult(
+            name, version, upload.digest, activate, previous, time.monotonic() - started
+        )
+
+    def _unpack_and_verify(self, apkg: Path, folder: Path) -> Manifest:
+        unpack_package(apkg, folder)
+        fault_point("after_unpack")
+        manifest = verify_package(folder, self._trusted_keys)
+        fault_point("after_verify")
+        return manifest
+
+    def _check_new(self, name: str, version: int) -> None:
+        if self._exists(name, version) or self._folder(name, version).exists():
+            raise VersionExistsError(
+                f"model {name!r} version {version} is already installed; expected a new "
+                "version number (remove the old one first to replace it)"
+            )
+
+    def _check_downgrade(self, name: str, version: int, allowed: bool, entry: Entry) -> None:
+        floor = max(self._state.highest_activated(name), self._manager.default_version(name) or 0)
+        if version >= floor:
+            return
+        if not allowed:
+            raise DowngradeError(
+                f"model {name!r} version {version} is below version {floor}, the highest "
+                "activated so far; pass --allow-downgrade to activate it anyway (audited)"
+            )
+        entry["downgrade"] = True
+        log.warning("model %s: downgrade from %d to %d allowed", name, floor, version)
+
+    async def _load_and_test(self, source: VersionSource) -> LoadedModel:
+        """A session for ``source`` beside the serving one, passed its golden cases."""
+        existing = self._loaded(source.name, source.version)
+        model = existing or await self._manager.add_version(source)
+        label = f"model {source.name!r} version {source.version}"
+        golden = source.manifest.golden if source.manifest else None
+        providers = ",".join(model.session.providers)
+        try:
+            passed = await asyncio.to_thread(
+                run_self_test, label, golden, model.session.run, providers
+            )
+        except BaseException:
+            if existing is None:
+                await self._manager.retire(source.name, source.version, 0)
+            raise
+        log.info("%s passed its self-test (%d golden cases on %s)", label, passed, providers)
+        return model
+
+    def _loaded(self, name: str, version: int) -> LoadedModel | None:
+        for model in self._manager.loaded():
+            if model.name == name and model.version == version:
+                return model
+        return None
+
+    async def _switch(self, name: str, version: int, rollback: bool) -> int | None:
+        """Record, then point new requests at ``version``; drain the old; prune."""
+        previous = self._manager.default_version(name)
+        if rollback:
+            await asyncio.to_thread(self._state.record_rollback, name, version)
+        else:
+            await asyncio.to_thread(self._state.record_activation, name, version, previous)
+        fault_point("after_record")
+        self._manager.set_default(name, version)
+        fault_point("after_switch")
+        log.info("model %s: version %s serves now (was %s)", name, version, previous)
+        if previous is not None and previous != version:
+            await self._manager.retire(name, previous, self._grace)
+        fault_point("after_retire")
+        await self._prune(name)
+        return previous
+
+    async def _prune(self, name: str) -> None:
+        """Delete previously active versions beyond the ``keep_versions`` most recent."""
+        record = self._state.model(name)
+        doomed = record.previous[: max(len(record.previous) - self._keep, 0)]
+        for version in doomed:
+            folder = self._folder(name, version)
+            if self._loaded(name, version) is not None:
+                await self._manager.retire(name, version, self._grace)
+            if folder.is_dir():
+                await asyncio.to_thread(remove_folder, folder, self._staging.root)
+                log.info("model %s: pruned version %d (keep %d)", name, version, self._keep)
+            await asyncio.to_thread(self._state.forget, name, version)
+
+    # -- activate, rollback, remove -------------------------------------------------
+
+    async def activate(
+        self, name: str, version: int, *, allow_downgrade: bool, who: str
+    ) -> SwitchResult:
+        with audited(
+            self._audit,
+            "activate",
+            who,
+            model=name,
+            version=version,
+            allow_downgrade=allow_downgrade,
+        ) as entry:
+            async with self._lock:
+                started = time.monotonic()
+                entry["digest"] = self._state.digest(name, version)
+                current = self._manager.default_version(name)
+                if current == version:
+                    entry["note"] = "already active"
+                    return SwitchResult(name, version, current, 0.0)
+                source = self._package_source(name, version)
+                self._check_downgrade(name, version, allow_downgrade, entry)
+                previous = await self._test_and_switch(source, rollback=False)
+                entry["previous"] = previous
+                return SwitchResult(name, version, previous, time.monotonic() - started)
+
+    async def rollback(self, name: str, *, who: str) -> SwitchResult:
+        with audited(self._audit, "rollback", who, model=name) as entry:
+            async with self._lock:
+                started = time.monotonic()
+                version = self._rollback_target(name)
+                entry.update(
+                    version=version,
+                    digest=self._state.digest(name, version),
+                    downgrade=version < self._state.highest_activated(name),
+                )
+                source = self._package_source(name, version)
+                previous = await self._test_and_switch(source, rollback=True)
+                entry["previous"] = previous
+                return SwitchResult(name, version, previous, time.monotonic() - started)
+
+    async def _test_and_switch(self, source: VersionSource, rollback: bool) -> int | None:
+        # Re-verify: the folder may have been touched since it was installed.
+        if source.folder.parent.parent != EMBEDDED_ROOT:
+            await asyncio.to_thread(verify_package, source.folder, self._trusted_keys)
+        await self._load_and_test(source)
+        fault_point("after_selftest")
+        return await self._switch(source.name, source.version, rollback)
+
+    def _package_source(self, name: str, version: int) -> VersionSource:
+        versions = self._manager.repository.versions(name)
+        source = versions.get(version)
+        if source is None:
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version} on disk; versions on disk: "
+                f"{sorted(versions)}"
+            )
+        if source.problem:
+            raise ModelLoadError(source.problem)
+        if source.manifest is None:
+            raise PackageError(
+                f"model {name!r} version {version} is a bare model folder; expected a pushed "
+                "package (model.json and signature) to activate"
+            )
+        return source
+
+    def _rollback_target(self, name: str) -> int:
+        record = self._state.model(name)
+        for version in reversed(record.previous):
+            if self._exists(name, version):
+                return version
+        raise ModelNotFoundError(
+            f"model {name!r} has no earlier version on disk to roll back to (kept: "
+            f"{record.previous or 'none'}, keep_versions={self._keep})"
+        )
+
+    async def remove(self, name: str, version: int, *, who: str) -> None:
+        with audited(self._audit, "remove", who, model=name, version=version) as entry:
+            async with self._lock:
+                entry["digest"] = self._state.digest(name, version)
+                if version in (
+                    self._manager.default_version(name),
+                    self._state.active_version(name),
+                ):
+                    raise VersionInUseError(
+                        f"model {name!r} version {version} is active; activate another "
+                        "version or roll back before removing it"
+                    )
+                folder = self._folder(name, version)
+                if not (folder / MODEL_NAME).is_file():
+                    raise ModelNotFoundError(
+                        f"model {name!r} has no version {version} in the repository "
+                        f"{self._root}; see `appliance models list`"
+                    )
+                if self._loaded(name, version) is not None:
+                    await self._manager.retire(name, version, self._grace)
+                await asyncio.to_thread(remove_folder, folder, self._staging.root)
+                await asyncio.to_thread(self._state.forget, name, version)
+
+    # -- reading -------------------------------------------------------------------
+
+    def listing(self, name: str = "") -> list[ModelListing]:
+        on_disk = self._manager.repository.models()
+        loaded = {(m.name, m.version) for m in self._manager.loaded()}
+        names = sorted(set(on_disk) | {n for n, _ in loaded})
+        if name:
+            if name not in names:
+                raise ModelNotFoundError(
+                    f"no model named {name!r}; known: {', '.join(names) or 'none'}"
+                )
+            names = [name]
+        return [self._model_listing(n, set(on_disk.get(n, {})), loaded) for n in names]
+
+    def _model_listing(
+        self, name: str, on_disk: set[int], loaded: set[tuple[str, int]]
+    ) -> ModelListing:
+        record = self._state.record.models.get(name)
+        active = self._manager.default_version(name)
+        numbers = sorted(on_disk | {v for n, v in loaded if n == name})
+        versions = tuple(
+            VersionListing(
+                version=v,
+                on_disk=v in on_disk,
+                loaded=(name, v) in loaded,
+                active=v == active,
+                digest=record.versions[v].digest if record and v in record.versions else "",
+                installed_at=(
+                    record.versions[v].installed_at if record and v in record.versions else ""
+                ),
+            )
+            for v in numbers
+        )
+        return ModelListing(
+            name=name,
+            active_version=active,
+            highest_activated=record.highest_activated if record else 0,
+            rollback_versions=tuple(reversed(record.previous)) if record else (),
+            versions=versions,
+        )
+
+
+__all__ = ["Lifecycle"]
