@@ -100,9 +100,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except BaseException as exc:  # observed, then on to the error boundary
             elapsed = time.perf_counter() - start
             code = exc.status.value if isinstance(exc, ApplianceError) else _code_of(exc)
-            self._monitoring.record_request(
-                request.model_name, request.model_version, code, elapsed
-            )
+            # An unversioned request is counted against the version that would answer it.
+            default = self._manager.default_version(request.model_name)
+            version = request.model_version or ("" if default is None else str(default))
+            self._monitoring.record_request(request.model_name, version, code, elapsed)
             raise
         self._monitoring.record_request(
             response.model_name, response.model_version, "OK", time.perf_counter() - start
