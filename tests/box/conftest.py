@@ -159,7 +159,7 @@ class BoxDaemon:
             "repository": {"path": workdir / "repository", "serve_default_model": False},
             "admin": {"socket": workdir / "admin.sock"},
             "lifecycle": {"audit_log": self.audit_path},
-            "logging": {"format": "json"},
+            "logging": {"format": "json", "requests": "all"},
         }
         for section, values in config.items():
             base.setdefault(section, {}).update(values)
