@@ -1,14 +1,19 @@
-"""Conversions between Flower records and the NumPy dicts the rest of the app uses."""
+"""Conversions between Flower records and what the rest of the app uses: NumPy dicts,
+checked metric values, and error replies."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord
+from flwr.app import Array, ArrayRecord, Error, Message, MetricRecord
+from flwr.common.constant import ErrorCode
 from numpy.typing import NDArray
 
-from federated.errors import UpdateFormatError
+from federated.errors import FederatedError, UpdateFormatError
+
+_site_log = logging.getLogger("federated.site")
 
 
 def to_numpy(record: ArrayRecord) -> dict[str, NDArray[np.generic]]:
@@ -37,4 +42,14 @@ def metric_vector(record: MetricRecord, key: str) -> NDArray[np.float64]:
     return np.asarray(value, dtype=np.float64)
 
 
-__all__ = ["metric_number", "metric_vector", "to_numpy", "to_record"]
+def error_reply(msg: Message, exc: FederatedError) -> Message:
+    """Reply to ``msg`` with ``exc`` as the reason; logged here in one line, no traceback.
+
+    The reason travels to the server, so it names what was wrong, never data values.
+    """
+    _site_log.error("%s: %s", type(exc).__name__, exc)
+    reason = f"{type(exc).__name__}: {exc}"
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+__all__ = ["error_reply", "metric_number", "metric_vector", "to_numpy", "to_record"]

@@ -18,11 +18,10 @@ import secrets
 
 import numpy as np
 import torch
-from flwr.app import Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common.constant import ErrorCode
 
-from federated._records import metric_number, to_numpy, to_record
+from federated._records import error_reply, metric_number, to_numpy, to_record
 from federated._training import (
     DpSgdConfig,
     build_model,
@@ -38,7 +37,7 @@ from federated.errors import FederatedError
 from federated.mods import update_encoding_mod
 from federated.privacy import PrivacyLedger, calibrate_noise
 from federated.settings import Privacy, RunSettings
-from federated.strategy import UNIT_WEIGHT_KEY
+from federated.strategy import FEATURE_STATS_KEY, UNIT_WEIGHT_KEY
 
 _log = logging.getLogger("federated.site")
 _LEDGER_KEY = "dp-ledger"
@@ -52,19 +51,13 @@ def _site(context: Context) -> tuple[RunSettings, SiteData]:
     return settings, data
 
 
-def _error_reply(msg: Message, exc: FederatedError) -> Message:
-    _log.error("%s: %s", type(exc).__name__, exc)
-    reason = f"{type(exc).__name__}: {exc}"
-    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
-
-
 @app.train()
 def train_handler(msg: Message, context: Context) -> Message:
     """Train the global model on local data; reply with weights and training metrics."""
     try:
         return _train(msg, context)
     except FederatedError as exc:
-        return _error_reply(msg, exc)
+        return error_reply(msg, exc)
 
 
 @app.evaluate()
@@ -73,35 +66,26 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     try:
         settings, data = _site(context)
     except FederatedError as exc:
-        return _error_reply(msg, exc)
+        return error_reply(msg, exc)
     model = build_model(settings)
     set_weights(model, to_numpy(msg.content.array_records["arrays"]))
     loss, accuracy = evaluate(model, data)
     metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, "num-examples": len(data)})
+    if msg.content.config_records.get("config", ConfigRecord()).get(FEATURE_STATS_KEY):
+        _add_feature_stats(metrics, data)
     _add_unit_weight(metrics, settings)
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
-@app.query()
-def feature_stats_handler(msg: Message, context: Context) -> Message:
-    """Per-feature count, sum and sum of squares, so the server can standardise inputs.
+def _add_feature_stats(metrics: MetricRecord, data: SiteData) -> None:
+    """Per-feature sum and sum of squares, so the server can standardise inputs.
 
-    These are aggregates over the site's rows; they are not covered by the DP
-    accounting (see the README's privacy section).
+    Asked for once, with the round-0 baseline evaluation. They are aggregates over the
+    site's rows and are not covered by the DP accounting (see the README).
     """
-    try:
-        _, data = _site(context)
-    except FederatedError as exc:
-        return _error_reply(msg, exc)
     x = data.x.reshape(len(data), -1).astype(np.float64)  # (n, features)
-    metrics = MetricRecord(
-        {
-            "num-examples": len(data),
-            "feature-sum": x.sum(axis=0).tolist(),
-            "feature-sum-sq": np.square(x).sum(axis=0).tolist(),
-        }
-    )
-    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+    metrics["feature-sum"] = x.sum(axis=0).tolist()
+    metrics["feature-sum-sq"] = np.square(x).sum(axis=0).tolist()
 
 
 def _train(msg: Message, context: Context) -> Message:

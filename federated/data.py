@@ -119,7 +119,9 @@ def _read_table(path: Path) -> tuple[NDArray[np.float32], NDArray[np.generic]]:
             f"column, got columns {list(map(str, frame.columns))[:10]}"
         )
     features = frame.drop(columns=[LABEL_COLUMN])
-    non_numeric = [str(c) for c, t in features.dtypes.items() if not np.issubdtype(t, np.number)]
+    non_numeric = [
+        str(c) for c, t in features.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+    ]
     if non_numeric:
         raise SiteDataFormatError(
             f"site data {path.name!r}: expected numeric feature columns, got non-numeric "

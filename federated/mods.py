@@ -12,8 +12,9 @@ from __future__ import annotations
 from flwr.app import Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
-from federated._records import to_numpy, to_record
+from federated._records import error_reply, to_numpy, to_record
 from federated.encoding import encode_update
+from federated.errors import SettingsError
 from federated.settings import Encoding, RunSettings
 
 ARRAYS_KEY = "arrays"
@@ -23,7 +24,10 @@ def update_encoding_mod(msg: Message, context: Context, call_next: ClientAppCall
     """Encode the weights in a train reply as the run's update encoding."""
     if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
-    encoding = RunSettings.from_run_config(context.run_config).update_encoding
+    try:
+        encoding = RunSettings.from_run_config(context.run_config).update_encoding
+    except SettingsError as exc:
+        return error_reply(msg, exc)
     if encoding is Encoding.FLOAT32:
         return call_next(msg, context)
     global_arrays = to_numpy(msg.content.array_records[ARRAYS_KEY])

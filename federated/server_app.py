@@ -2,11 +2,11 @@
 
 Runs beside the SuperLink. One run:
 
-1. waits for ``min-available-nodes`` sites, and for the tabular model asks each for
-   per-feature sums (a query message) to fix the model's standardisation buffers;
-2. evaluates the initial model on every site (round 0, the baseline);
-3. runs ``num-server-rounds`` rounds of the strategy ``federated.strategy`` builds;
-4. writes ``final_model.onnx`` and its weights (``federated.export``), the per-round
+1. waits for ``min-available-nodes`` sites and evaluates the untrained model on each
+   (round 0, the baseline); for the tabular model the same replies carry per-feature
+   sums, pooled into the model's standardisation buffers;
+2. runs ``num-server-rounds`` rounds of the strategy ``federated.strategy`` builds;
+3. writes ``final_model.onnx`` and its weights (``federated.export``), the per-round
    history and the audit of what every site sent, into run config ``output-dir``.
 
 A relative ``output-dir`` resolves against the working directory of the SuperLink.
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from logging import INFO, WARNING
+from logging import INFO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
@@ -33,11 +33,16 @@ from federated._training import build_model
 from federated.errors import NotEnoughSitesError
 from federated.export import export_final_model
 from federated.settings import Privacy, RunSettings
-from federated.strategy import ReplyAudit, build_strategy, server_epsilon, server_noise_multiplier
+from federated.strategy import (
+    FEATURE_STATS_KEY,
+    ReplyAudit,
+    build_strategy,
+    server_epsilon,
+    server_noise_multiplier,
+)
 
 HISTORY_NAME = "history.json"
 AUDIT_NAME = "audit.json"
-_POLL_SECONDS = 1.0
 
 app = ServerApp()
 
@@ -49,11 +54,9 @@ def main(grid: Grid, context: Context) -> None:
     output_dir = Path(settings.output_dir).absolute()
     audit = ReplyAudit()
     model = build_model(settings)
-    if isinstance(model, TabularMLP):
-        _standardise_from_sites(grid, model, settings, audit)
     strategy = build_strategy(settings, audit)
+    baseline = _baseline(grid, strategy, model, settings)
     initial = ArrayRecord(model.state_dict())
-    baseline = _evaluate_initial(grid, strategy, initial, settings)
     started = time.monotonic()
     result = strategy.start(
         grid=grid,
@@ -71,62 +74,38 @@ def main(grid: Grid, context: Context) -> None:
     log(INFO, "Final global model written to %s", onnx_path)
 
 
-def _wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
-    deadline = time.monotonic() + settings.round_timeout
-    while len(nodes := list(grid.get_node_ids())) < settings.min_available_nodes:
-        if time.monotonic() > deadline:
-            raise NotEnoughSitesError(
-                f"expected at least {settings.min_available_nodes} sites within "
-                f"{settings.round_timeout:.0f} s, got {len(nodes)}"
-            )
-        time.sleep(_POLL_SECONDS)
-    return nodes
+def _baseline(
+    grid: Grid, strategy: Strategy, model: torch.nn.Module, settings: RunSettings
+) -> dict[str, Any]:
+    """Round 0: the untrained model on every site, the baseline for progress.
 
-
-def _standardise_from_sites(
-    grid: Grid, model: TabularMLP, settings: RunSettings, audit: ReplyAudit
-) -> None:
-    """Pool per-site feature sums into a global mean and std for the model's buffers."""
-    messages = [
-        Message(
-            RecordDict({"config": ConfigRecord({"action": "feature-stats"})}),
-            node,
-            MessageType.QUERY,
+    The same replies carry per-feature sums for the tabular model, pooled here into the
+    model's standardisation buffers, so no extra exchange is spent on them.
+    """
+    tabular = isinstance(model, TabularMLP)
+    config = ConfigRecord({FEATURE_STATS_KEY: tabular})
+    arrays = ArrayRecord(model.state_dict())
+    messages = strategy.configure_evaluate(0, arrays, config, grid)
+    replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+    metrics = strategy.aggregate_evaluate(0, replies)
+    if metrics is None:
+        raise NotEnoughSitesError("expected round-0 evaluation replies from the sites, got none")
+    if isinstance(model, TabularMLP):
+        _standardise(
+            model, [r.content.metric_records["metrics"] for r in replies if not r.has_error()]
         )
-        for node in _wait_for_sites(grid, settings)
-    ]
-    count = 0.0
-    total = total_sq = np.zeros(int(np.prod(settings.input_shape)))
-    for reply in grid.send_and_receive(messages, timeout=settings.round_timeout):
-        if reply.has_error():
-            log(
-                WARNING,
-                "Site %d sent no feature statistics: %s",
-                reply.metadata.src_node_id,
-                reply.error.reason,
-            )
-            continue
-        audit.record(0, "query", reply, accepted=True)
-        metrics = reply.content.metric_records["metrics"]
-        count += metric_number(metrics, "num-examples")
-        total = total + metric_vector(metrics, "feature-sum")
-        total_sq = total_sq + metric_vector(metrics, "feature-sum-sq")
-    if count == 0:
-        raise NotEnoughSitesError("expected feature statistics from at least one site, got none")
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+
+
+def _standardise(model: TabularMLP, site_metrics: list[MetricRecord]) -> None:
+    """Pool per-site feature sums into a global mean and std for the model's buffers."""
+    count = sum(metric_number(m, "num-examples") for m in site_metrics)
+    total = sum(metric_vector(m, "feature-sum") for m in site_metrics)
+    total_sq = sum(metric_vector(m, "feature-sum-sq") for m in site_metrics)
+    mean = np.asarray(total) / count
+    std = np.sqrt(np.maximum(np.asarray(total_sq) / count - mean**2, 0.0))
     model.set_standardization(torch.from_numpy(mean).float(), torch.from_numpy(std).float())
     log(INFO, "Standardisation fixed from %d examples across sites", int(count))
-
-
-def _evaluate_initial(
-    grid: Grid, strategy: Strategy, arrays: ArrayRecord, settings: RunSettings
-) -> dict[str, Any]:
-    """Round 0: the untrained global model on every site, the baseline for progress."""
-    messages = strategy.configure_evaluate(0, arrays, ConfigRecord(), grid)
-    replies = grid.send_and_receive(messages, timeout=settings.round_timeout)
-    metrics = strategy.aggregate_evaluate(0, replies)
-    return dict(metrics) if metrics is not None else {}
 
 
 def _history(

@@ -41,6 +41,8 @@ from federated.settings import Aggregation, Privacy, RunSettings
 WEIGHT_KEY = "num-examples"
 # Server-side DP averages sites with equal weight: its noise is calibrated to that.
 UNIT_WEIGHT_KEY = "unit-weight"
+# Evaluate config flag: also reply with per-feature sums (round 0 only).
+FEATURE_STATS_KEY = "feature-stats"
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,7 @@ def _check_only_arrays_and_metrics(content: RecordDict) -> None:
 
 
 __all__ = [
+    "FEATURE_STATS_KEY",
     "ReplyAudit",
     "ReplyRecord",
     "SiteUpdates",

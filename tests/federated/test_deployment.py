@@ -1,0 +1,123 @@
+"""End to end on Flower's deployment engine: a SuperLink, three sites, ``flwr run``.
+
+Each site is a real ``flower-supernode`` with its own partition in its own format (CSV,
+Parquet, .npz). Two rounds with int8 updates must raise accuracy over the untrained
+baseline, write the ONNX model, and show that sites sent model arrays and metrics only.
+A fourth SuperNode pointed at a closed port must retry with back-off, then give up with
+a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from tests.federated._deployment import BIN, LocalFederation, Process, free_port
+
+pytestmark = pytest.mark.slow
+
+ALLOWED_METRICS = {
+    "train-loss", "num-examples", "steps", "eval-loss", "eval-acc",
+    "feature-sum", "feature-sum-sq",
+}  # fmt: skip
+
+
+def write_partitions(folder: Path) -> list[Path]:
+    x, y = load_breast_cancer(return_X_y=True)
+    parts = np.array_split(np.random.default_rng(0).permutation(len(y)), 3)
+    columns = [f"f{i}" for i in range(x.shape[1])]
+    frames = [pd.DataFrame(x[p], columns=columns).assign(label=y[p]) for p in parts]
+    paths = [folder / "site0.csv", folder / "site1.parquet", folder / "site2.npz"]
+    frames[0].to_csv(paths[0], index=False)
+    frames[1].to_parquet(paths[1])
+    np.savez(paths[2], x=x[parts[2]], y=y[parts[2]])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def unreachable_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """Started first so its retries overlap the federated run instead of adding to it."""
+    workdir = tmp_path_factory.mktemp("unreachable")
+    args = [
+        str(BIN / "flower-supernode"),
+        "--insecure",
+        f"--superlink=127.0.0.1:{free_port()}",  # nothing listens there
+        f"--port={free_port()}",
+        "--max-retries=3",
+        "--max-wait-time=10",
+        f'--node-config=data-path="{workdir / "site.csv"}"',
+    ]
+    process = Process("unreachable", args, workdir / "home", workdir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def finished_run(
+    tmp_path_factory: pytest.TempPathFactory, unreachable_site: Process
+) -> Iterator[Path]:
+    workdir = tmp_path_factory.mktemp("federation")
+    output = workdir / "output"
+    with LocalFederation(workdir, write_partitions(workdir)) as federation:
+        config = (
+            f'num-server-rounds=2 update-encoding="int8" output-dir="{output}" '
+            "min-available-nodes=3 round-timeout=120.0"
+        )
+        result = federation.run(config, timeout=170)
+        assert result.returncode == 0, result.stdout[-3000:] + federation.logs()
+    yield output
+
+
+def test_accuracy_rises_over_the_untrained_baseline(finished_run: Path) -> None:
+    history = json.loads((finished_run / "history.json").read_text())
+    accuracy = {int(r): m["eval-acc"] for r, m in history["evaluate"].items()}
+    assert sorted(accuracy) == [0, 1, 2]
+    assert accuracy[2] > accuracy[0] + 0.15
+    assert accuracy[2] >= 0.85
+    assert history["update_encoding"] == "int8"
+
+
+def test_sites_sent_model_arrays_and_metrics_only(finished_run: Path) -> None:
+    audit = json.loads((finished_run / "audit.json").read_text())
+    assert {r["node_id"] for r in audit} and len({r["node_id"] for r in audit}) == 3
+    for reply in audit:
+        assert set(reply["record_types"].values()) <= {"ArrayRecord", "MetricRecord"}, reply
+        assert set(reply["metric_names"]) <= ALLOWED_METRICS, reply
+        assert reply["accepted"], reply
+    train = [r for r in audit if r["phase"] == "train"]
+    assert len(train) == 6
+    for reply in train:
+        assert reply["array_names"] == ["update.int8", "update.int8-scale"]
+    assert all(r["array_names"] == [] for r in audit if r["phase"] != "train")
+
+
+def test_final_model_is_onnx_with_the_contract_names(finished_run: Path) -> None:
+    session = ort.InferenceSession(
+        str(finished_run / "final_model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    x, y = load_breast_cancer(return_X_y=True)
+    (logits,) = session.run(None, {"input": x.astype(np.float32)})
+    assert logits.shape == (len(y), 2)
+    assert (logits.argmax(1) == y).mean() >= 0.85
+    assert (finished_run / "final_model.pt").stat().st_size > 0
+    spec = json.loads((finished_run / "final_model.json").read_text())
+    assert spec["input"] == "input" and spec["output"] == "logits"
+
+
+def test_unreachable_superlink_retries_then_fails_clearly(
+    finished_run: Path, unreachable_site: Process
+) -> None:
+    assert unreachable_site.wait(timeout=30) != 0
+    log = unreachable_site.output()
+    assert log.count("Connection attempt failed, retrying in") >= 2
+    assert "Giving up reconnection" in log
+    assert "could not establish a connection to the SuperLink" in log
