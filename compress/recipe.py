@@ -1,0 +1,238 @@
+"""The recipe: one YAML file saying what to compress, on which data, how, and within what budget.
+
+Validated with pydantic; a bad recipe raises ``RecipeError`` naming the key path and what
+was expected. Relative paths are resolved against the recipe file's folder, so a recipe
+travels with its data. Example (tabular)::
+
+    name: breast-cancer
+    version: 1
+    task: classification
+    labels: [malignant, benign]
+    source:
+      module: compress.models:TabularMLP
+      kwargs: {in_features: 30, num_classes: 2}
+      weights: teacher.pt
+    data:
+      train: {path: train.csv, label: label}
+      eval: {path: eval.csv, label: label, group: site}
+    steps:
+      distill: {student_kwargs: {hidden: [16]}, epochs: 30}
+      prune: {structured: 0.5, finetune_epochs: 10}
+      quantize: {modes: [dynamic, static], calibration: [minmax, percentile]}
+    target: {provider: cpu, threads: 2}
+    budget: {metric: accuracy, max_drop: 0.02}
+    package: {key: keys/private.pem}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compress.errors import RecipeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSpec(_Strict):
+    """Exactly one of ``module`` (``package.module:factory``), ``huggingface`` or ``onnx``."""
+
+    module: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None  # state_dict saved with torch.save, for ``module``
+    huggingface: Path | None = None  # a local model folder (nothing is downloaded)
+    onnx: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSpec:
+        kinds = [k for k in ("module", "huggingface", "onnx") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"expected exactly one of module, huggingface, onnx; got {kinds}")
+        return self
+
+    @property
+    def kind(self) -> Literal["module", "huggingface", "onnx"]:
+        if self.module is not None:
+            return "module"
+        return "huggingface" if self.huggingface is not None else "onnx"
+
+
+class DataSpec(_Strict):
+    """A local data set: CSV/Parquet, ``.npz``/``.npy``, text lines or an image folder."""
+
+    path: Path
+    label: str | None = "label"  # column (tables) or array (``.npz``) with the class
+    group: str | None = None  # column/array naming a subgroup (site, sex, age band)
+    features: list[str] | None = None  # table columns to use; default: all but label/group
+    limit: int | None = Field(default=None, ge=1)  # first N rows only
+
+
+class DataSection(_Strict):
+    train: DataSpec | None = None  # distillation and recovery fine-tuning
+    calibration: DataSpec | None = None  # static quantization and the reference profile
+    eval: DataSpec
+
+
+class DistillStep(_Strict):
+    #: Module sources: factory kwargs of the (smaller) student, trained from scratch.
+    student_kwargs: dict[str, Any] | None = None
+    #: Hugging Face sources: teacher layers kept, initialising the student's layers.
+    layers: list[int] | None = None
+    epochs: int = Field(default=20, ge=1)
+    lr: float = Field(default=3e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    temperature: float = Field(default=2.0, gt=0)
+    #: Weight of the hard-label loss when labels exist (the rest goes to the teacher's logits).
+    alpha: float = Field(default=0.3, ge=0, le=1)
+
+
+class PruneStep(_Strict):
+    """Unstructured magnitude (zeros weights) and/or structured (removes units physically)."""
+
+    magnitude: float = Field(default=0.0, ge=0, lt=1)  # fraction of weights zeroed
+    structured: float = Field(default=0.0, ge=0, lt=1)  # fraction of neurons/channels removed
+    heads: float = Field(default=0.0, ge=0, lt=1)  # transformers: fraction of heads removed
+    finetune_epochs: int = Field(default=5, ge=0)
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+
+
+QuantMode = Literal["dynamic", "static"]
+CalibrationName = Literal["minmax", "entropy", "percentile"]
+
+
+def _default_modes() -> list[QuantMode]:
+    return ["dynamic"]  # no calibration data needed; the usual choice on CPU
+
+
+def _default_calibration() -> list[CalibrationName]:
+    return ["minmax"]
+
+
+class QuantizeStep(_Strict):
+    modes: list[QuantMode] = Field(default_factory=_default_modes)
+    calibration: list[CalibrationName] = Field(default_factory=_default_calibration)
+    per_channel: list[bool] = Field(default_factory=lambda: [True])
+    format: Literal["qdq", "qoperator"] = "qdq"  # static only; QDQ is ORT's recommended form
+    #: Keep the most sensitive layers in float until the budget holds (at most this many).
+    fallback_max_layers: int = Field(default=4, ge=0)
+    calibration_samples: int = Field(default=256, ge=8)
+
+
+class Steps(_Strict):
+    distill: DistillStep | None = None
+    prune: PruneStep | None = None
+    quantize: QuantizeStep | None = Field(default_factory=QuantizeStep)
+    #: fp16 variants (only useful on GPU providers; added automatically for cuda targets).
+    fp16: bool | None = None
+
+
+class Target(_Strict):
+    provider: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(default=0, ge=0)  # ORT intra-op threads; 0 lets ORT decide
+    #: Sequence length used for latency/throughput of text models (and the export's dummy).
+    seq_length: int = Field(default=128, ge=1)
+    latency_runs: int = Field(default=20, ge=1)
+    throughput_batch: int = Field(default=32, ge=1)
+
+
+class Budget(_Strict):
+    """Acceptable loss: ``metric`` may drop at most ``max_drop`` below the uncompressed
+    model's, and must stay at least ``min_value``; both apply to every group too."""
+
+    metric: Literal["accuracy", "f1", "auroc", "cosine"] = "accuracy"
+    max_drop: float | None = Field(default=0.01, ge=0)
+    min_value: float | None = None
+
+
+class PackageSpec(_Strict):
+    key: Path  # PEM EC private key
+    max_batch_size: int = Field(default=32, ge=0)
+    golden_cases: int = Field(default=4, ge=1)
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    version: int = Field(default=1, ge=1)
+    task: Literal["classification", "embedding"]
+    labels: list[str] | None = None
+    source: SourceSpec
+    data: DataSection
+    steps: Steps = Field(default_factory=Steps)
+    target: Target = Field(default_factory=Target)
+    budget: Budget = Field(default_factory=Budget)
+    package: PackageSpec | None = None  # absent: report only, no package
+    seed: int = 0
+    #: Where the recipe's relative paths are resolved (set by ``load_recipe``).
+    base_dir: Path = Path()
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.task == "embedding" and self.budget.metric != "cosine":
+            raise ValueError("budget.metric: expected 'cosine' for task 'embedding'")
+        if self.task == "classification" and self.budget.metric == "cosine":
+            raise ValueError("budget.metric: 'cosine' applies to task 'embedding' only")
+        if self.source.kind == "onnx" and (self.steps.distill or self.steps.prune):
+            raise ValueError("steps: distill and prune need a PyTorch or Hugging Face source, "
+                             "not an ONNX file; remove them or give the PyTorch model")
+        if (self.steps.distill or self.steps.prune) and self.data.train is None:
+            raise ValueError("data.train: expected a data set for distill/prune, found none")
+        return self
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            parts.append(f"{where}: missing key")
+        elif err["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown key")
+        else:
+            parts.append(f"{where}: {msg} (got {err.get('input')!r:.60})")
+    return "; ".join(parts)
+
+
+def parse_recipe(raw: Any, base_dir: Path) -> Recipe:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Recipe.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise RecipeError(f"recipe: {_describe(exc)}") from exc
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file; ``RecipeError`` names the key and the expectation."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: no such recipe file") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: expected a YAML recipe, could not read it: {exc}") from exc
+    return parse_recipe(raw, path.resolve().parent)
+
+
+__all__ = [
+    "Budget",
+    "DataSpec",
+    "DistillStep",
+    "PackageSpec",
+    "PruneStep",
+    "QuantizeStep",
+    "Recipe",
+    "SourceSpec",
+    "Target",
+    "load_recipe",
+    "parse_recipe",
+]
