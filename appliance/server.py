@@ -34,6 +34,7 @@ from appliance.lifecycle import (
     ModelFiguresHook,
     StateStore,
     collect_status,
+    recover,
 )
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
@@ -92,10 +93,13 @@ class Daemon:
             cache_dir=self.config.repository.path / ".trt-cache",
         )
         log.info(self.providers.describe())
+        state = StateStore(self.config.repository.path)
+        # Before anything loads (and before the roots are chosen: undoing an interrupted
+        # first push may leave the repository empty): clean up, settle active versions.
+        recover(self.config.repository.path, state, self.audit)
         roots = repository_roots(
             self.config.repository.path, self.config.repository.serve_default_model
         )
-        state = StateStore(self.config.repository.path)
         self.manager = ModelManager(
             Repository(roots),
             self.config,
@@ -112,8 +116,6 @@ class Daemon:
             keep_versions=self.config.lifecycle.keep_versions,
             grace_s=self.config.server.grace_period_s,
         )
-        # Before loading: clean what a crash left and settle the active versions.
-        self.lifecycle.recover()
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()
         self._server = self._build_server(self.manager)

@@ -10,6 +10,7 @@ from appliance.lifecycle.audit import AuditSink
 from appliance.lifecycle.controller import Lifecycle
 from appliance.lifecycle.faults import ENV_VAR as FAULT_ENV_VAR
 from appliance.lifecycle.faults import FAULT_POINTS
+from appliance.lifecycle.recovery import recover
 from appliance.lifecycle.results import (
     DaemonFigures,
     DaemonFiguresHook,
@@ -42,4 +43,5 @@ __all__ = [
     "SwitchResult",
     "VersionListing",
     "collect_status",
+    "recover",
 ]

@@ -80,39 +80,6 @@ class Lifecycle:
         self._grace = grace_s
         self._lock = asyncio.Lock()
 
-    # -- start-up ----------------------------------------------------------------
-
-    def recover(self) -> None:
-        """Before models load: delete staging leftovers, drop records of missing folders."""
-        removed = self._staging.clean()
-        self._state.load()
-        repaired = self._repair_state()
-        if removed or repaired:
-            self._audit.record(
-                "admin.recover", caller="daemon", outcome="ok", removed=removed, repaired=repaired
-            )
-
-    def _repair_state(self) -> list[str]:
-        repaired: list[str] = []
-        for name, record in self._state.record.models.items():
-            on_disk = {v for v in record.versions if self._folder(name, v).is_dir()}
-            on_disk |= {v for v in [*record.previous, record.active] if v and self._exists(name, v)}
-            record.versions = {v: r for v, r in record.versions.items() if v in on_disk}
-            record.previous = [v for v in record.previous if v in on_disk]
-            if record.active is not None and record.active not in on_disk:
-                fallback = record.previous.pop() if record.previous else None
-                repaired.append(f"{name}: active version {record.active} missing, now {fallback}")
-                log.error(
-                    "model %s: active version %s is missing on disk; serving %s",
-                    name,
-                    record.active,
-                    fallback,
-                )
-                record.active = fallback
-        if repaired:
-            self._state.save()
-        return repaired
-
     def _folder(self, name: str, version: int) -> Path:
         return self._root / name / str(version)
 
@@ -172,6 +139,7 @@ class Lifecycle:
         model = await self._load_and_test(VersionSource(name, version, folder, manifest))
         fault_point("after_selftest")
         try:
+            await asyncio.to_thread(self._state.record_pending, name, version, upload.digest)
             await asyncio.to_thread(move_into_place, folder, self._folder(name, version))
         except BaseException:
             await self._manager.retire(name, version, 0)

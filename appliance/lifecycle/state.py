@@ -36,6 +36,9 @@ class _Record(BaseModel):
 class VersionRecord(_Record):
     digest: str = ""  # "sha256:<hex>" of the package file
     installed_at: str = ""
+    #: False from just before the folder is renamed into the repository until the
+    #: install is recorded: a crash in between leaves a version that recovery removes.
+    complete: bool = True
 
 
 class ModelRecord(_Record):
@@ -90,9 +93,23 @@ class StateStore:
         record = self.record.models.get(name)
         return record.highest_activated if record else 0
 
+    def record_pending(self, name: str, version: int, digest: str) -> None:
+        """About to move ``version`` into the repository; not complete until recorded."""
+        self.model(name).versions[version] = VersionRecord(digest=digest, complete=False)
+        self.save()
+
     def record_install(self, name: str, version: int, digest: str) -> None:
         self.model(name).versions[version] = VersionRecord(digest=digest, installed_at=utc_now())
         self.save()
+
+    def pending(self) -> list[tuple[str, int]]:
+        """Installs a crash interrupted between the rename and its record."""
+        return [
+            (name, version)
+            for name, record in self.record.models.items()
+            for version, entry in record.versions.items()
+            if not entry.complete
+        ]
 
     def record_activation(self, name: str, version: int, previous: int | None) -> None:
         """``version`` is active now; ``previous`` becomes the first rollback target."""

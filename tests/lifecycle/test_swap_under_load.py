@@ -12,7 +12,7 @@ from collections import Counter
 import tritonclient.grpc as triton
 
 from tests._daemon import DaemonProcess
-from tests.lifecycle.conftest import MODEL, Packages, cli_json, rows
+from tests.lifecycle.conftest import MODEL, Packages, admin, cli_json, rows
 
 CONCURRENCY = 16
 
@@ -66,7 +66,8 @@ def test_activation_and_rollback_under_load_lose_no_request(
     package = packages.build(2)
     with ClosedLoop(daemon.address) as load:
         time.sleep(1.0)
-        cli_json(daemon, "models", "push", str(package), "--activate")
+        with admin(daemon) as client:
+            client.push(package, activate=True)
         served_before_rollback = load.total()
         time.sleep(1.0)
         assert cli_json(daemon, "models", "rollback", MODEL)["version"] == "1"

@@ -13,6 +13,7 @@ from tests._daemon import DaemonProcess
 from tests.lifecycle.conftest import (
     MODEL,
     Packages,
+    admin,
     audit_lines,
     cli,
     cli_json,
@@ -69,8 +70,9 @@ def test_push_activate_rollback_and_anti_rollback(
 def test_remove_and_keep_versions(packages: Packages, tmp_path: Path) -> None:
     config = daemon_config(packages, tmp_path, keep_versions=1)
     with DaemonProcess(tmp_path, config) as daemon:
-        for version in (2, 3, 4):
-            cli_json(daemon, "models", "push", str(packages.build(version)), "--activate")
+        with admin(daemon) as client:
+            for version in (2, 3, 4):
+                client.push(packages.build(version), activate=True)
         repository = tmp_path / "repository" / MODEL
         # Active 4, one previous kept (3); 2 pruned.
         assert sorted(p.name for p in repository.iterdir()) == ["3", "4"]
@@ -80,11 +82,13 @@ def test_remove_and_keep_versions(packages: Packages, tmp_path: Path) -> None:
         missing = cli(daemon, "models", "remove", MODEL, "9")
         assert missing.returncode == NOT_FOUND
 
-        assert cli_json(daemon, "models", "rollback", MODEL)["version"] == "3"
+        with admin(daemon) as client:
+            assert client.rollback(MODEL).version == 3
         nothing = cli(daemon, "models", "rollback", MODEL)
         assert nothing.returncode == NOT_FOUND and "roll back to" in nothing.stderr
 
-        assert cli_json(daemon, "models", "remove", MODEL, "4")["version"] == "4"
+        with admin(daemon) as client:
+            assert client.remove(MODEL, 4).version == 4
         assert sorted(p.name for p in repository.iterdir()) == ["3"]
         assert infer_version(daemon) == "3"
 
@@ -93,9 +97,9 @@ def test_restart_serves_recorded_version_and_repository_load_unload(
     packages: Packages, tmp_path: Path
 ) -> None:
     config = daemon_config(packages, tmp_path)
-    with DaemonProcess(tmp_path, config) as daemon:
-        cli_json(daemon, "models", "push", str(packages.build(3)), "--activate")
-        cli_json(daemon, "models", "push", str(packages.build(4)))  # installed, not active
+    with DaemonProcess(tmp_path, config) as daemon, admin(daemon) as client:
+        client.push(packages.build(3), activate=True)
+        client.push(packages.build(4))  # installed, not active
     with DaemonProcess(tmp_path, config) as daemon:
         assert infer_version(daemon) == "3"
         with triton.InferenceServerClient(daemon.address) as client:
@@ -153,7 +157,8 @@ def test_outputs_unchanged_by_switch(daemon: DaemonProcess, packages: Packages) 
     tensor.set_data_from_numpy(x)
     with triton.InferenceServerClient(daemon.address) as client:
         before = client.infer(MODEL, [tensor]).as_numpy("probabilities")
-        cli_json(daemon, "models", "push", str(packages.build(2)), "--activate")
+        with admin(daemon) as admin_client:
+            admin_client.push(packages.build(2), activate=True)
         after = client.infer(MODEL, [tensor])
     assert after.get_response().model_version == "2"
     assert before is not None
