@@ -239,8 +239,7 @@ class DriftMonitor:
             if self._pending_rows < _FLUSH_ROWS:
                 return
             self._flush_locked()
-            scores = self._psi_locked()
-        self._log_crossing(scores)
+            self._log_crossing(self._psi_locked())
 
     def psi(self) -> dict[str, float]:
         """PSI per feature or output statistic; empty until ``min_rows`` rows were seen."""
@@ -285,7 +284,8 @@ class DriftMonitor:
         return DriftState.OK
 
     def _log_crossing(self, scores: Mapping[str, float]) -> None:
-        """Log once when the alert threshold is crossed, once when back under warn."""
+        """Log once when the alert threshold is crossed, once when back under warn.
+        Called under the lock, so two worker threads cannot both log one crossing."""
         state = self.state(scores)
         if state is DriftState.ALERT and not self._alerted:
             self._alerted = True
