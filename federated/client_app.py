@@ -94,9 +94,7 @@ def _train(msg: Message, context: Context) -> Message:
     settings, data = _site(context)
     model = build_model(settings)
     set_weights(model, to_numpy(msg.content.array_records["arrays"]))
-    # Fresh OS entropy per round: a seeded generator would let a reader of the seed
-    # subtract the DP noise.
-    generator = torch.Generator().manual_seed(secrets.randbits(63))
+    generator = _generator(settings, context, msg)
     ledger = _ledger(context, settings, len(data)) if settings.privacy is Privacy.CLIENT else None
     dp = DpSgdConfig(settings.dp_clip_norm, ledger.noise_multiplier) if ledger else None
     result = train(model, data, settings, generator, dp)
@@ -115,6 +113,22 @@ def _train(msg: Message, context: Context) -> Message:
     _add_unit_weight(metrics, settings)
     content = RecordDict({"arrays": to_record(get_weights(model)), "metrics": metrics})
     return Message(content, reply_to=msg)
+
+
+def _generator(settings: RunSettings, context: Context, msg: Message) -> torch.Generator:
+    """Batch order (and DP noise) randomness for one round at one site.
+
+    Under DP it comes from OS entropy: a seeded generator would let whoever knows the
+    seed subtract the noise. Without DP it is derived from (seed, node, round), so runs
+    that differ only in update encoding see the same batches and compare cleanly.
+    """
+    if settings.privacy is Privacy.CLIENT:
+        return torch.Generator().manual_seed(secrets.randbits(63))
+    config = msg.content.config_records.get("config", ConfigRecord())
+    server_round = config.get("server-round", 0)
+    entropy = [settings.seed, context.node_id, server_round if isinstance(server_round, int) else 0]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(seed)
 
 
 def _add_unit_weight(metrics: MetricRecord, settings: RunSettings) -> None:

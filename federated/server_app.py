@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Result, Strategy
 from flwr.supercore import log
@@ -42,6 +50,7 @@ from federated.strategy import (
 )
 
 HISTORY_NAME = "history.json"
+_POLL_SECONDS = 1.0
 AUDIT_NAME = "audit.json"
 
 app = ServerApp()
@@ -83,18 +92,35 @@ def _baseline(
     model's standardisation buffers, so no extra exchange is spent on them.
     """
     tabular = isinstance(model, TabularMLP)
-    config = ConfigRecord({FEATURE_STATS_KEY: tabular})
-    arrays = ArrayRecord(model.state_dict())
-    messages = strategy.configure_evaluate(0, arrays, config, grid)
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(model.state_dict()),
+            "config": ConfigRecord({FEATURE_STATS_KEY: tabular, "server-round": 0}),
+        }
+    )
+    messages = [
+        Message(content, node, MessageType.EVALUATE) for node in _wait_for_sites(grid, settings)
+    ]
     replies = list(grid.send_and_receive(messages, timeout=settings.round_timeout))
     metrics = strategy.aggregate_evaluate(0, replies)
     if metrics is None:
         raise NotEnoughSitesError("expected round-0 evaluation replies from the sites, got none")
     if isinstance(model, TabularMLP):
-        _standardise(
-            model, [r.content.metric_records["metrics"] for r in replies if not r.has_error()]
-        )
+        site_metrics = [r.content.metric_records["metrics"] for r in replies if not r.has_error()]
+        _standardise(model, site_metrics)
     return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+
+
+def _wait_for_sites(grid: Grid, settings: RunSettings) -> list[int]:
+    deadline = time.monotonic() + settings.round_timeout
+    while len(nodes := list(grid.get_node_ids())) < settings.min_available_nodes:
+        if time.monotonic() > deadline:
+            raise NotEnoughSitesError(
+                f"expected at least {settings.min_available_nodes} sites within "
+                f"{settings.round_timeout:.0f} s, got {len(nodes)}"
+            )
+        time.sleep(_POLL_SECONDS)
+    return nodes
 
 
 def _standardise(model: TabularMLP, site_metrics: list[MetricRecord]) -> None:

@@ -69,6 +69,8 @@ class RunSettings:
     # SGD momentum is off by default: under DP-SGD it carries noise across steps.
     momentum: float = 0.0
     fraction_train: float = 1.0
+    # 0 skips per-round evaluation on the sites; the round-0 baseline always runs.
+    fraction_evaluate: float = 1.0
     # Two of three sites suffice, so a round completes when one site drops out.
     min_train_nodes: int = 2
     min_evaluate_nodes: int = 2
@@ -105,6 +107,7 @@ class RunSettings:
         _check(self.batch_size >= 1, "batch-size", "at least 1")
         _check(self.learning_rate > 0, "learning-rate", "a positive number")
         _check(0 < self.fraction_train <= 1, "fraction-train", "in (0, 1]")
+        _check(0 <= self.fraction_evaluate <= 1, "fraction-evaluate", "in [0, 1]")
         _check(0 <= self.trim_beta < 0.5, "trim-beta", "in [0, 0.5)")
         _check(self.dp_clip_norm > 0, "dp-clip-norm", "a positive number")
         _check(self.dp_noise_multiplier >= 0, "dp-noise-multiplier", "0 (calibrate) or more")
@@ -131,6 +134,7 @@ class RunSettings:
             learning_rate=_get(config, "learning-rate", d.learning_rate),
             momentum=_get(config, "momentum", d.momentum),
             fraction_train=_get(config, "fraction-train", d.fraction_train),
+            fraction_evaluate=_get(config, "fraction-evaluate", d.fraction_evaluate),
             min_train_nodes=_get(config, "min-train-nodes", d.min_train_nodes),
             min_evaluate_nodes=_get(config, "min-evaluate-nodes", d.min_evaluate_nodes),
             min_available_nodes=_get(config, "min-available-nodes", d.min_available_nodes),

@@ -174,7 +174,7 @@ def build_strategy(settings: RunSettings, audit: ReplyAudit) -> Strategy:
     weight_key = UNIT_WEIGHT_KEY if settings.privacy is Privacy.SERVER else WEIGHT_KEY
     common: dict[str, Any] = {
         "fraction_train": settings.fraction_train,
-        "fraction_evaluate": 1.0,
+        "fraction_evaluate": settings.fraction_evaluate,
         "min_train_nodes": settings.min_train_nodes,
         "min_evaluate_nodes": settings.min_evaluate_nodes,
         "min_available_nodes": settings.min_available_nodes,

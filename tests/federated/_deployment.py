@@ -6,11 +6,13 @@ exactly the processes (and their SuperExec/ClientApp children) this helper start
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +66,10 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        # Reap the process as soon as it exits: a zombie would keep its SuperExec child,
+        # which watches the parent's pid, alive and retrying.
+        self._reaper = threading.Thread(target=self.popen.wait, daemon=True)
+        self._reaper.start()
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
@@ -71,14 +77,18 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self) -> None:
-        if self.popen.poll() is None:
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (SuperExec and ClientApps included)."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.terminate()
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
 
 
 class LocalFederation:
@@ -150,5 +160,7 @@ class LocalFederation:
         return "\n".join(f"--- {p.name}\n{p.output()[-3000:]}" for p in self.processes)
 
     def close(self) -> None:
-        for process in reversed(self.processes):
+        for process in self.processes:  # all at once: each takes seconds to wind down
+            process.terminate()
+        for process in self.processes:
             process.stop()

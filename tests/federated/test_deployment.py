@@ -2,7 +2,8 @@
 
 Each site is a real ``flower-supernode`` with its own partition in its own format (CSV,
 Parquet, .npz). Two rounds with int8 updates must raise accuracy over the untrained
-baseline, write the ONNX model, and show that sites sent model arrays and metrics only.
+baseline (round 0, measured on the sites), write the ONNX model, and show that sites
+sent model arrays and metrics only.
 A fourth SuperNode pointed at a closed port must retry with back-off, then give up with
 a clear error.
 """
@@ -68,7 +69,9 @@ def finished_run(
     with LocalFederation(workdir, write_partitions(workdir)) as federation:
         config = (
             f'num-server-rounds=2 update-encoding="int8" output-dir="{output}" '
-            "min-available-nodes=3 round-timeout=120.0"
+            # Per-round site evaluation costs an exchange (~20 s here) per round; the
+            # final model is evaluated below on the union of the sites' rows instead.
+            "fraction-evaluate=0.0 min-available-nodes=3 round-timeout=120.0"
         )
         result = federation.run(config, timeout=170)
         assert result.returncode == 0, result.stdout[-3000:] + federation.logs()
@@ -77,10 +80,12 @@ def finished_run(
 
 def test_accuracy_rises_over_the_untrained_baseline(finished_run: Path) -> None:
     history = json.loads((finished_run / "history.json").read_text())
-    accuracy = {int(r): m["eval-acc"] for r, m in history["evaluate"].items()}
-    assert sorted(accuracy) == [0, 1, 2]
-    assert accuracy[2] > accuracy[0] + 0.15
-    assert accuracy[2] >= 0.85
+    baseline = history["evaluate"]["0"]
+    assert baseline["num-examples"] == 569  # all three sites answered round 0
+    trained = onnx_accuracy(finished_run / "final_model.onnx")
+    assert trained > baseline["eval-acc"] + 0.15
+    assert trained >= 0.85
+    assert sorted(history["train"]) == ["1", "2"]
     assert history["update_encoding"] == "int8"
 
 
@@ -98,19 +103,25 @@ def test_sites_sent_model_arrays_and_metrics_only(finished_run: Path) -> None:
     assert all(r["array_names"] == [] for r in audit if r["phase"] != "train")
 
 
+def onnx_accuracy(path: Path) -> float:
+    """Accuracy of the exported model on all sites' rows together (the whole dataset)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, y = load_breast_cancer(return_X_y=True)
+    (logits,) = session.run(["logits"], {"input": x.astype(np.float32)})
+    return float((logits.argmax(1) == y).mean())
+
+
 def test_final_model_is_onnx_with_the_contract_names(finished_run: Path) -> None:
     session = ort.InferenceSession(
         str(finished_run / "final_model.onnx"), providers=["CPUExecutionProvider"]
     )
     assert [i.name for i in session.get_inputs()] == ["input"]
     assert [o.name for o in session.get_outputs()] == ["logits"]
-    x, y = load_breast_cancer(return_X_y=True)
-    (logits,) = session.run(None, {"input": x.astype(np.float32)})
-    assert logits.shape == (len(y), 2)
-    assert (logits.argmax(1) == y).mean() >= 0.85
+    assert session.get_inputs()[0].shape[1] == 30
     assert (finished_run / "final_model.pt").stat().st_size > 0
     spec = json.loads((finished_run / "final_model.json").read_text())
     assert spec["input"] == "input" and spec["output"] == "logits"
+    assert spec["labels"] == ["0", "1"]
 
 
 def test_unreachable_superlink_retries_then_fails_clearly(
