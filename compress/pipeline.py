@@ -328,8 +328,12 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 
 
 def run(recipe: Recipe, out_dir: Path, key: Path | None = None,
-        show_progress: bool = True) -> CompressResult:
-    """Run ``recipe``; write variants, report and package into ``out_dir`` atomically."""
+        show_progress: bool = True, raise_on_budget: bool = True) -> CompressResult:
+    """Run ``recipe``; write variants, report and package into ``out_dir`` atomically.
+
+    When no variant meets the budget the report is still published and ``BudgetError``
+    raised (or, with ``raise_on_budget=False``, the result returned with no package).
+    """
     out_dir = Path(out_dir).resolve()
     key = key or (recipe.resolve(recipe.package.key) if recipe.package else None)
     if recipe.package is not None and (key is None or not key.is_file()):
@@ -365,7 +369,7 @@ def run(recipe: Recipe, out_dir: Path, key: Path | None = None,
     if package is not None:
         package = out_dir / package.name
     _repoint(result, tmp / "variants", out_dir / "variants")
-    if result.selected is None:
+    if result.selected is None and raise_on_budget:
         raise BudgetError(f"no variant meets the budget ({_budget_text(recipe)}); "
                           f"see {report}; no package written")
     return CompressResult(out_dir, report, package, result)
