@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -100,10 +101,15 @@ class Batcher:
         self.settings = settings
         self._run = run
         self._on_batch = on_batch
-        self._queue: deque[_Request] = deque()
-        self._cond = threading.Condition()
+        # A C-level queue: put() from the event loop costs no Python lock, and a worker
+        # blocked in get() is woken by the put itself. None is the stop sentinel.
+        self._inbox: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # Requests a worker drew but could not batch yet (other shapes): served first.
+        self._held: deque[_Request] = deque()
+        self._forming = threading.Lock()  # one worker forms a batch at a time
+        self._submitted = 0  # written by the event-loop thread only
+        self._done = 0  # written by workers only, under _forming
         self._closing = False
-        self._busy = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True)
             for i in range(settings.instances)
@@ -114,10 +120,17 @@ class Batcher:
     @property
     def depth(self) -> int:
         """Requests waiting (not yet running)."""
-        return len(self._queue)
+        return max(0, self._submitted - self._done)
 
     def submit(self, feeds: Feeds, rows: int, deadline: float | None) -> asyncio.Future[Feeds]:
         """Queue a validated request; the future resolves with its outputs."""
+        if self._closing:
+            raise NotReadyError(f"model {self.name!r} is draining; retry on another version")
+        if self.depth >= self.settings.max_queue_size:
+            raise QueueFullError(
+                f"queue of model {self.name!r} is full "
+                f"({self.settings.max_queue_size} requests waiting); retry later"
+            )
         loop = asyncio.get_running_loop()
         request = _Request(
             feeds=feeds,
@@ -127,16 +140,8 @@ class Batcher:
             loop=loop,
             deadline=deadline,
         )
-        with self._cond:
-            if self._closing:
-                raise NotReadyError(f"model {self.name!r} is draining; retry on another version")
-            if len(self._queue) >= self.settings.max_queue_size:
-                raise QueueFullError(
-                    f"queue of model {self.name!r} is full "
-                    f"({self.settings.max_queue_size} requests waiting); retry later"
-                )
-            self._queue.append(request)
-            self._cond.notify()
+        self._submitted += 1
+        self._inbox.put(request)
         return request.future
 
     def close(self, timeout: float | None = None) -> bool:
@@ -144,76 +149,114 @@ class Batcher:
 
         Returns False if the workers were still busy after ``timeout`` seconds.
         """
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
+        self._closing = True
+        self._inbox.put(None)  # each worker passes it on to the next as it stops
         end = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if end is None else max(0.0, end - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads)
+        stopped = not any(t.is_alive() for t in self._threads)
+        if stopped:
+            self._refuse_stragglers()
+        return stopped
+
+    def _refuse_stragglers(self) -> None:
+        """A request queued in the instant between the closing check and the put."""
+        while True:
+            try:
+                request = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if request is not None:
+                _resolve(request, error=NotReadyError(f"model {self.name!r} was unloaded"))
 
     # -- worker side (runs in the batcher's threads) ---------------------------
 
     def _work(self) -> None:
         while True:
-            batch = self._next_batch()
+            with self._forming:
+                batch = self._next_batch()
             if batch is None:
+                self._inbox.put(None)  # let the next worker stop too
                 return
             if batch:
                 self._execute(batch)
 
     def _next_batch(self) -> list[_Request] | None:
-        """Block until there is work; None when closing and drained."""
-        with self._cond:
-            while not self._queue:
-                if self._closing:
-                    return None
-                self._cond.wait()
-            batch = self._take(None, self.settings.max_batch_size)
-            if not batch or not self.settings.enabled or self.settings.max_queue_delay_us <= 0:
-                return batch
-            rows = sum(r.rows for r in batch)
-            until = time.monotonic() + self.settings.max_queue_delay_us / 1e6
-            while rows < self.settings.max_batch_size and not self._closing:
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-                more = self._take(batch[0].key, self.settings.max_batch_size - rows)
-                batch += more
-                rows += sum(r.rows for r in more)
-            return batch
+        """Block for the oldest live request, then gather compatible ones that fit.
 
-    def _take(self, key: BatchKey | None, room: int) -> list[_Request]:
-        """Pop the oldest live request (if no key yet) and compatible ones that fit."""
-        now = time.monotonic()
-        taken: list[_Request] = []
-        kept: deque[_Request] = deque()
-        while self._queue:
-            request = self._queue.popleft()
-            if request.future.done():  # cancelled by the client
-                continue
-            if request.deadline is not None and request.deadline <= now:
-                waited_ms = (time.perf_counter_ns() - request.enqueued_ns) / 1e6
-                message = (
-                    f"deadline passed after {waited_ms:.1f} ms in the queue of model "
-                    f"{self.name!r}; the request was not run"
-                )
-                _resolve(request, error=DeadlineExceededError(message))
-                continue
-            if key is None:
-                key = request.key
-            fits = request.rows <= room and (self.settings.enabled or not taken)
-            if request.key == key and fits:
-                taken.append(request)
-                room -= request.rows
-                if room <= 0 or not self.settings.enabled:
-                    break
+        None once closing and nothing is left.
+        """
+        first = self._first()
+        if first is None:
+            return None
+        batch, rows = [first], first.rows
+        limit = self.settings.max_batch_size
+        if not self.settings.enabled:
+            return batch
+        for request in list(self._held):  # older than anything in the inbox
+            if rows >= limit:
+                break
+            if request.key == first.key and rows + request.rows <= limit:
+                self._held.remove(request)
+                self._done += 1
+                batch.append(request)
+                rows += request.rows
+        delay = self.settings.max_queue_delay_us / 1e6
+        until = time.monotonic() + delay
+        while rows < limit:
+            drawn = self._draw(until - time.monotonic() if delay > 0 else 0.0)
+            if drawn is None:
+                break
+            if drawn.key == first.key and rows + drawn.rows <= limit:
+                self._done += 1
+                batch.append(drawn)
+                rows += drawn.rows
             else:
-                kept.append(request)
-        kept.extend(self._queue)
-        self._queue = kept
-        return taken
+                self._held.append(drawn)
+        return batch
+
+    def _first(self) -> _Request | None:
+        while True:
+            if self._held:
+                request: _Request | None = self._held.popleft()
+            else:
+                request = self._inbox.get()
+                if request is None:  # closing: finish what is left, then stop
+                    request = self._draw(0.0)
+                    if request is None:
+                        return None
+            assert request is not None
+            self._done += 1
+            if self._live(request):
+                return request
+
+    def _draw(self, wait: float) -> _Request | None:
+        """The next live request from the inbox within ``wait`` seconds, else None."""
+        while True:
+            try:
+                request = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                return None
+            if request is None:
+                self._inbox.put(None)  # keep the stop sentinel for _first
+                return None
+            if self._live(request):
+                return request
+            self._done += 1
+
+    def _live(self, request: _Request) -> bool:
+        """False (and the caller answered) when cancelled or past its deadline."""
+        if request.future.done():  # cancelled by the client
+            return False
+        if request.deadline is not None and request.deadline <= time.monotonic():
+            waited_ms = (time.perf_counter_ns() - request.enqueued_ns) / 1e6
+            message = (
+                f"deadline passed after {waited_ms:.1f} ms in the queue of model "
+                f"{self.name!r}; the request was not run"
+            )
+            _resolve(request, error=DeadlineExceededError(message))
+            return False
+        return True
 
     def _execute(self, batch: list[_Request]) -> None:
         start = time.perf_counter_ns()

@@ -251,7 +251,7 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Least severe level logged (``--log-level`` overrides)."""
     # A busy box answers thousands of requests a second; "errors" keeps the journal small.
-    requests: Literal["all", "errors", "off"] = "all"
+    requests: Literal["all", "errors", "off"] = "errors"
     """Request log lines (model, version, shapes, dtypes, latency, caller, status)."""
 
 

@@ -1,0 +1,171 @@
+"""The batcher alone, with a plain numpy function as the model: merge, split, order,
+bounds and shutdown. (The daemon-level behaviour is in tests/serving/test_batching.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from appliance.batcher import Batcher, BatchRecord, BatchSettings
+from appliance.errors import InvalidInputError, NotReadyError, QueueFullError
+
+Feeds = dict[str, np.ndarray[Any, Any]]
+
+
+class Model:
+    """y = 2x, slow enough that requests queue up behind a running batch."""
+
+    def __init__(self, delay: float = 0.02):
+        self.delay = delay
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, feeds: Feeds) -> Feeds:
+        self.gate.wait()
+        time.sleep(self.delay)
+        x = feeds["x"]
+        if (x < 0).any():
+            raise InvalidInputError("negative input")
+        self.batches.append(x.shape[0])
+        return {"y": 2 * x}
+
+
+def _feeds(value: float, rows: int = 1, width: int = 3) -> Feeds:
+    return {"x": np.full((rows, width), value, np.float32)}
+
+
+def test_queued_requests_merge_and_each_gets_its_own_rows() -> None:
+    model = Model()
+    records: list[BatchRecord] = []
+    batcher = Batcher("m", model, BatchSettings(max_batch_size=64), records.append)
+
+    async def main() -> list[Feeds]:
+        futures = [batcher.submit(_feeds(i, rows=1 + i % 3), 1 + i % 3, None) for i in range(30)]
+        return list(await asyncio.gather(*futures))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close(5)
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result["y"], 2 * _feeds(i, rows=1 + i % 3)["x"])
+    assert len(model.batches) < 30 and max(model.batches) > 3
+    assert sum(r.rows for r in records) == sum(1 + i % 3 for i in range(30))
+
+
+def test_a_batch_never_exceeds_the_maximum_rows() -> None:
+    model = Model()
+    batcher = Batcher("m", model, BatchSettings(max_batch_size=5))
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.submit(_feeds(1, rows=2), 2, None) for _ in range(20)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close(5)
+    assert max(model.batches) <= 5
+
+
+def test_other_shapes_wait_for_their_own_batch_in_order() -> None:
+    model = Model()
+    batcher = Batcher("m", model, BatchSettings(max_batch_size=64))
+
+    async def main() -> list[Feeds]:
+        futures = [
+            batcher.submit(_feeds(i, width=3 if i % 2 else 5), 1, None) for i in range(12)
+        ]
+        return list(await asyncio.gather(*futures))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        batcher.close(5)
+    for i, result in enumerate(results):
+        assert result["y"].shape == (1, 3 if i % 2 else 5)
+        assert result["y"][0, 0] == 2 * i
+
+
+def test_full_queue_refuses_at_once() -> None:
+    model = Model()
+    model.gate.clear()  # the worker blocks on its first batch
+    batcher = Batcher("m", model, BatchSettings(max_queue_size=3))
+
+    async def main() -> None:
+        first = batcher.submit(_feeds(0), 1, None)
+        await asyncio.sleep(0.05)  # the worker holds it
+        waiting = [batcher.submit(_feeds(i), 1, None) for i in range(3)]
+        with pytest.raises(QueueFullError, match="3 requests waiting"):
+            batcher.submit(_feeds(9), 1, None)
+        model.gate.set()
+        await asyncio.gather(first, *waiting)
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close(5)
+
+
+def test_one_bad_request_fails_alone_in_a_batch() -> None:
+    model = Model()
+    model.gate.clear()
+    batcher = Batcher("m", model, BatchSettings(max_batch_size=64))
+
+    async def main() -> list[object]:
+        futures = [batcher.submit(_feeds(-1 if i == 2 else i), 1, None) for i in range(5)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        batcher.close(5)
+    assert isinstance(outcomes[2], InvalidInputError)
+    assert all(isinstance(o, dict) for i, o in enumerate(outcomes) if i != 2)
+
+
+def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
+    model = Model(delay=0.05)
+    batcher = Batcher("m", model, BatchSettings(enabled=False))
+
+    async def main() -> list[Feeds]:
+        futures = [batcher.submit(_feeds(i), 1, None) for i in range(4)]
+        closing = asyncio.get_running_loop().run_in_executor(None, batcher.close, 10)
+        results = list(await asyncio.gather(*futures))
+        assert await closing
+        with pytest.raises(NotReadyError):
+            batcher.submit(_feeds(0), 1, None)
+        return results
+
+    results = asyncio.run(main())
+    assert [r["y"][0, 0] for r in results] == [0, 2, 4, 6]
+    assert model.batches == [1, 1, 1, 1]  # batching off: one request per run
+
+
+def test_expired_requests_are_dropped_before_running() -> None:
+    model = Model()
+    model.gate.clear()
+    batcher = Batcher("m", model, BatchSettings(enabled=False))
+
+    async def main() -> object:
+        first = batcher.submit(_feeds(0), 1, None)
+        await asyncio.sleep(0.02)
+        late = batcher.submit(_feeds(1), 1, time.monotonic() + 0.01)
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await first
+        return (await asyncio.gather(late, return_exceptions=True))[0]
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        batcher.close(5)
+    assert type(outcome).__name__ == "DeadlineExceededError"
+    assert model.batches == [1]
