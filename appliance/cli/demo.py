@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import NotReadyError
-from appliance.repository import EMBEDDED_ROOT
 
 MODEL = "breast_cancer"
 
@@ -78,6 +77,7 @@ def _show(console: Any, address: str, child: subprocess.Popen[str]) -> int:
     from rich.table import Table
 
     from appliance.package.manifest import read_manifest
+    from appliance.repository import EMBEDDED_ROOT
 
     try:
         with triton.InferenceServerClient(address) as client:
