@@ -8,15 +8,13 @@ from pathlib import Path
 from appliance._config_table import markdown, rows
 
 ROOT = Path(__file__).resolve().parents[2]
-# Until the README carries the section, the generated table kept beside this test
-# stands in for it; once README.md has "## Configuration", only the README counts.
-STAND_IN = Path(__file__).with_name("configuration_table.md")
 
 
 def documented_section() -> str:
-    readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else ""
+    readme = (ROOT / "README.md").read_text()
     match = re.search(r"^## Configuration\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    return match.group(1) if match else STAND_IN.read_text()
+    assert match is not None, "README.md has no '## Configuration' section"
+    return match.group(1)
 
 
 def documented_keys(section: str) -> list[str]:
