@@ -50,6 +50,8 @@ class LoadResult:
     p99_ms: float
     mean_ms: float
     first_error: str = ""
+    #: Every request answered, warm-up and errors included (to divide server CPU by).
+    sent: int = 0
 
 
 def infer_request(
@@ -117,6 +119,7 @@ class _Loop:
         self.latencies_ns: list[int] = []
         self.errors = 0
         self.first_error = ""
+        self.sent = 0
         self.measuring = False
         self.stopping = False
 
@@ -127,10 +130,12 @@ class _Loop:
             try:
                 await call(self.request, timeout=timeout)
             except Exception as exc:  # grpc.aio.AioRpcError, counted not raised
+                self.sent += 1
                 if self.measuring:
                     self.errors += 1
                     self.first_error = self.first_error or _describe(exc)
                 continue
+            self.sent += 1
             if self.measuring:
                 self.latencies_ns.append(time.perf_counter_ns() - start)
 
@@ -167,6 +172,7 @@ class _Loop:
             p99_ms=0.0 if empty else float(np.percentile(ms, 99)),
             mean_ms=0.0 if empty else float(ms.mean()),
             first_error=self.first_error,
+            sent=self.sent,
         )
 
 

@@ -182,6 +182,20 @@ class Server:
                 time.sleep(0.25)
         raise TimeoutError(f"{self.label} not ready after {timeout} s:\n{self.log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) of the server process and its children so far."""
+        import psutil
+
+        if self.process is None:
+            return 0.0
+        total = 0.0
+        root = psutil.Process(self.process.pid)
+        for process in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def log_tail(self) -> str:
         path = self.workdir / "server.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
@@ -346,30 +360,40 @@ def in_process(model: Model, concurrency: int) -> LoadResult:
 
 
 Table = dict[str, dict[str, dict[int, LoadResult]]]  # model -> server -> concurrency
+Cpu = dict[str, dict[str, dict[int, float]]]  # model -> server -> concurrency -> us/request
 
 
-def measure(servers: list[Server], ms: list[Model], rounds: int) -> Table:
+def measure(servers: list[Server], ms: list[Model], rounds: int) -> tuple[Table, Cpu]:
     """Every server up at once (idle ones cost nothing), measured in turn, ``rounds``
     times per point with the order rotated, so load from elsewhere on the box hits them
-    all alike; each point keeps the median round."""
+    all alike; each point keeps the median round. Also the server's CPU time per
+    request, which other load on the box disturbs far less than throughput."""
     table: Table = {}
+    cpu: Cpu = {}
     with contextlib.ExitStack() as stack:
         for server in servers:
             stack.enter_context(running(server, [m.name for m in ms]))
         for m in ms:
             for c in CONCURRENCY:
                 seen: dict[str, list[LoadResult]] = {s.label: [] for s in servers}
+                used: dict[str, list[float]] = {s.label: [] for s in servers}
                 for turn in range(rounds):
                     for server in servers[turn % len(servers) :] + servers[: turn % len(servers)]:
+                        before = server.cpu_seconds()
                         result = run_load(server.target, m.request, c, m.duration, warmup=0.5)
+                        spent = server.cpu_seconds() - before
                         seen[server.label].append(result)
+                        used[server.label].append(spent / max(result.sent, 1) * 1e6)
                 for label, results in seen.items():
                     table.setdefault(m.name, {}).setdefault(label, {})[c] = _median(results)
+                    cpu.setdefault(m.name, {}).setdefault(label, {})[c] = statistics.median(
+                        used[label]
+                    )
                     print(f"  {label:34} {m.name:14} c={c:<3} {_brief(_median(results))}")
                     errors = [r.first_error for r in results if r.first_error]
                     if errors:
                         print(f"    first error: {errors[0]}", flush=True)
-    return table
+    return table, cpu
 
 
 def _median(results: list[LoadResult]) -> LoadResult:
@@ -384,6 +408,7 @@ def _median(results: list[LoadResult]) -> LoadResult:
         p99_ms=statistics.median(r.p99_ms for r in results),
         mean_ms=statistics.median(r.mean_ms for r in results),
         first_error=next((r.first_error for r in results if r.first_error), ""),
+        sent=sum(r.sent for r in results),
     )
 
 
@@ -405,7 +430,7 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-def report(table: Table, started: float) -> str:
+def report(table: Table, cpu: Cpu, started: float) -> str:
     lines = [
         "# Peer benchmark: appliance against MLServer",
         "",
@@ -437,8 +462,9 @@ def report(table: Table, started: float) -> str:
             errors = sum(r.errors for r in by_c.values())
             lines.append(f"| {label} | {cells} | {errors} |")
         lines.append("")
+    lines += _cpu(cpu)
     lines += _targets(table)
-    lines += _cost(table)
+    lines += _cost(table, cpu)
     return "\n".join(lines) + "\n"
 
 
@@ -473,21 +499,45 @@ def _targets(table: Table) -> list[str]:
     return lines
 
 
-def _cost(table: Table) -> list[str]:
+def _cpu(cpu: Cpu) -> list[str]:
+    lines = [
+        "## Server CPU per request",
+        "",
+        "CPU time (user + system) of the server process tree divided by the requests it",
+        "answered, in microseconds; median of the rounds. Lower is better.",
+        "",
+        "| model | server | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |",
+        "|---|---|" + "---|" * len(CONCURRENCY),
+    ]
+    for model, servers in cpu.items():
+        for label, by_c in servers.items():
+            cells = " | ".join(f"{by_c[c]:.0f}" for c in CONCURRENCY)
+            lines.append(f"| {model} | {label} | {cells} |")
+    lines.append("")
+    return lines
+
+
+def _cost(table: Table, cpu: Cpu) -> list[str]:
     lines = [
         "## Cost of monitoring",
         "",
         "Our daemon with monitoring on (metrics, drift) against the same daemon with",
         "`[monitoring] enabled = false`, measured in the same rotation (medians).",
         "",
-        "| model | concurrency | on req/s | off req/s | cost |",
-        "|---|---|---|---|---|",
+        "Throughput moves with whatever else the box runs; CPU per request much less,",
+        "so both are shown: the CPU figure is the better measure of the cost.",
+        "",
+        "| model | concurrency | req/s on | req/s off | throughput cost | CPU us/req on | "
+        "CPU us/req off | CPU cost |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for model, servers in table.items():
         for c in CONCURRENCY:
             on, off = servers[OURS][c].throughput, servers[OURS_QUIET][c].throughput
+            cpu_on, cpu_off = cpu[model][OURS][c], cpu[model][OURS_QUIET][c]
             lines.append(
-                f"| {model} | {c} | {on:.0f} | {off:.0f} | {(off - on) / off * 100:+.1f}% |"
+                f"| {model} | {c} | {on:.0f} | {off:.0f} | {(off - on) / off * 100:+.1f}% | "
+                f"{cpu_on:.0f} | {cpu_off:.0f} | {(cpu_on - cpu_off) / cpu_off * 100:+.1f}% |"
             )
     lines += ["", "Target: at most 5% on the default model at concurrency 16.", ""]
     return lines
@@ -495,9 +545,9 @@ def _cost(table: Table) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per round")
-    parser.add_argument("--minilm-duration", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per point")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per round")
+    parser.add_argument("--minilm-duration", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per point")
     parser.add_argument("--bare-serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_serve:
@@ -521,13 +571,14 @@ def main() -> None:
         appliance_server(OURS_QUIET, ms, monitoring=False),
     ]
     print(f"servers, {args.rounds} rounds per point")
-    for model, by_server in measure(servers, ms, args.rounds).items():
+    measured, cpu = measure(servers, ms, args.rounds)
+    for model, by_server in measured.items():
         table[model].update(by_server)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report(table, started))
+    RESULTS.write_text(report(table, cpu, started))
     raw = {m: {s: {c: asdict(r) for c, r in by.items()} for s, by in sv.items()}
            for m, sv in table.items()}  # fmt: skip
-    (WORK / "peers.json").write_text(json.dumps(raw, indent=1))
+    (WORK / "peers.json").write_text(json.dumps({"table": raw, "cpu_us": cpu}, indent=1))
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
