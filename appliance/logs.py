@@ -155,6 +155,10 @@ class RequestLog:
         self.mode = mode
         self._log = logging.getLogger("appliance.requests")
 
+    def wants(self, status: str, quiet: bool = False) -> bool:
+        """Would a request with this outcome be logged? (Checked before any work.)"""
+        return self.mode != "off" and not (status == "OK" and (quiet or self.mode == "errors"))
+
     def log(
         self,
         *,
@@ -169,7 +173,7 @@ class RequestLog:
     ) -> None:
         """``quiet``: a probe (health, liveness); logged only when it fails. The
         response, if any, gives the version that served a request that named none."""
-        if self.mode == "off" or (status == "OK" and (quiet or self.mode == "errors")):
+        if not self.wants(status, quiet):
             return
         fields = describe_request(request) if request is not None else {}
         served = getattr(response, "model_version", None)

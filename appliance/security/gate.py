@@ -134,6 +134,8 @@ class _Call:
             )
 
     def done(self, request: Any, status: str, response: Any = None) -> None:
+        if not self.gate.requests.wants(status, quiet=self.role is None):
+            return  # the common case on a busy box: no line, so no peer lookup either
         self.gate.requests.log(
             rpc=self.name,
             request=request,
@@ -151,6 +153,7 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.authenticator = authenticator
         self.audit = audit
         self.requests = requests
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self,
@@ -160,7 +163,15 @@ class Gate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method
+        # The registered handler is the same object on every call: wrap it once.
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(details.method, handler)
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,

@@ -97,6 +97,9 @@ def _wrap_stream(method: str, behavior: Behavior, parse: Parse, streaming_in: bo
 
 
 class ErrorBoundary(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self) -> None:
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
@@ -105,7 +108,15 @@ class ErrorBoundary(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(details)
         if handler is None:
             return None
-        method = details.method.rsplit("/", 1)[-1]
+        # The handler below is the same object on every call: wrap it once.
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(details.method.rsplit("/", 1)[-1], handler)
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         parse = _parser(handler.request_deserializer)
         serializer = {"response_serializer": handler.response_serializer}
         if handler.unary_unary:
