@@ -1,7 +1,8 @@
 """End to end on Flower's deployment engine: a SuperLink, three sites, ``flwr run``.
 
 Each site is a real ``flower-supernode`` with its own partition in its own format (CSV,
-Parquet, .npz). Two rounds with int8 updates must raise accuracy over the untrained
+Parquet, .npz); a fourth site's data is missing, so it fails every round with a clear
+error while the others carry on. Two rounds with int8 updates must raise accuracy over the untrained
 baseline (round 0, measured on the sites), write the ONNX model, and show that sites
 sent model arrays and metrics only.
 A fourth SuperNode pointed at a closed port must retry with back-off, then give up with
@@ -66,15 +67,18 @@ def finished_run(
 ) -> Iterator[Path]:
     workdir = tmp_path_factory.mktemp("federation")
     output = workdir / "output"
-    with LocalFederation(workdir, write_partitions(workdir)) as federation:
+    # A fourth site whose data is missing: it answers every round with an error reply.
+    sites = [*write_partitions(workdir), workdir / "missing.csv"]
+    with LocalFederation(workdir, sites) as federation:
         config = (
             f'num-server-rounds=2 update-encoding="int8" output-dir="{output}" '
             # Per-round site evaluation costs an exchange (~20 s here) per round; the
             # final model is evaluated below on the union of the sites' rows instead.
-            "fraction-evaluate=0.0 min-available-nodes=3 round-timeout=120.0"
+            "fraction-evaluate=0.0 min-available-nodes=4 round-timeout=120.0"
         )
         result = federation.run(config, timeout=170)
         assert result.returncode == 0, result.stdout[-3000:] + federation.logs()
+    (output / "serverapp.log").write_text(result.stdout + result.stderr)
     yield output
 
 
@@ -87,6 +91,13 @@ def test_accuracy_rises_over_the_untrained_baseline(finished_run: Path) -> None:
     assert trained >= 0.85
     assert sorted(history["train"]) == ["1", "2"]
     assert history["update_encoding"] == "int8"
+
+
+def test_a_site_with_missing_data_fails_clearly_and_rounds_go_on(finished_run: Path) -> None:
+    log = (finished_run / "serverapp.log").read_text()
+    assert "SiteDataMissingError: site data not found at" in log
+    assert "missing.csv" in log
+    assert log.count("aggregate_train: Received 3 results and 1 failures") == 2
 
 
 def test_sites_sent_model_arrays_and_metrics_only(finished_run: Path) -> None:
