@@ -1,0 +1,272 @@
+"""Serving benchmark: our daemon against in-process ONNX Runtime and a bare grpc.aio servicer.
+
+Runs in one go on one box, side by side, closed loop at concurrency 1, 16 and 64, on two
+workloads: the embedded default model (overhead-bound: a 30-feature logistic regression)
+and MiniLM-L6 dynamic int8 (compute-bound: single-row requests of 128 tokens). Writes
+``benchmarks/results/serving.md`` with the machine, versions, a table and the ratios
+checked against the serving issue's targets.
+
+    python benchmarks/serving.py [--duration SECONDS] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # the daemon runner shared with the tests
+
+from _load import LoadResult, infer_request, run_load  # noqa: E402
+from _minilm import minilm_onnx, token_batch  # noqa: E402
+
+from appliance.repository import EMBEDDED_ROOT  # noqa: E402
+from tests._daemon import DaemonProcess, free_port  # noqa: E402
+
+DEFAULT_MODEL = EMBEDDED_ROOT / "breast_cancer" / "1" / "model.onnx"
+CONCURRENCY = (1, 16, 64)
+
+
+@dataclass
+class Row:
+    workload: str
+    server: str
+    concurrency: int | str
+    throughput: float  # requests (rows) per second
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+
+
+def in_process(
+    path: Path, feeds: dict[str, np.ndarray], seconds: float
+) -> tuple[float, float, float]:
+    """Rows per second, p50 and p99 of ``session.run`` called back to back."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rows = next(iter(feeds.values())).shape[0]
+    for _ in range(5):
+        session.run(None, feeds)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    total = sum(times)
+    times.sort()
+    return (
+        rows * len(times) / total,
+        times[len(times) // 2] * 1e3,
+        times[int(len(times) * 0.99)] * 1e3,
+    )
+
+
+class BareServer:
+    def __init__(self, model: Path):
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_bare_server.py"), str(model), str(self.port)], env=env
+        )
+        time.sleep(3.0)  # imports onnxruntime and grpc, loads the model
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def measure(workload: str, server: str, address: str, request: bytes, duration: float) -> list[Row]:
+    rows = []
+    for concurrency in CONCURRENCY:
+        result: LoadResult = run_load(address, request, concurrency, duration, warmup=1.0)
+        print(
+            f"  {workload:10s} {server:22s} c={concurrency:<3d} {result.throughput:8.0f}/s "
+            f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
+            flush=True,
+        )
+        rows.append(
+            Row(
+                workload,
+                server,
+                concurrency,
+                result.throughput,
+                result.p50_ms,
+                result.p99_ms,
+                result.errors,
+            )
+        )
+    return rows
+
+
+def daemon_rows(
+    workload: str, repo: Path | None, request: bytes, duration: float, work: Path
+) -> tuple[list[Row], float]:
+    rows: list[Row] = []
+    rss_mb = 0.0
+    for batching in (True, False):
+        scratch = Path(tempfile.mkdtemp(dir=work))
+        config: dict[str, Any] = {"batching": {"enabled": batching}}
+        if repo is not None:
+            config["repository"] = {"path": str(repo)}
+        with DaemonProcess(scratch, config) as daemon:
+            name = f"daemon, batching {'on' if batching else 'off'}"
+            rows += measure(workload, name, daemon.address, request, duration)
+            assert daemon.process is not None
+            rss_mb = max(rss_mb, psutil.Process(daemon.process.pid).memory_info().rss / 2**20)
+    return rows, rss_mb
+
+
+def run(duration: float, out: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    results: list[Row] = []
+    memory: dict[str, float] = {}
+
+    print("default model (breast_cancer, 1 row x 30 features)", flush=True)
+    x = np.random.default_rng(0).normal(10, 3, size=(1, 30)).astype(np.float32)
+    request = infer_request("breast_cancer", {"input": x})
+    thr, p50, p99 = in_process(DEFAULT_MODEL, {"input": x}, duration)
+    results.append(Row("default", "in-process ORT, batch 1", "-", thr, p50, p99))
+    bare = BareServer(DEFAULT_MODEL)
+    try:
+        results += measure("default", "bare grpc.aio servicer", bare.address, request, duration)
+    finally:
+        bare.stop()
+    rows, memory["default"] = daemon_rows("default", None, request, duration, work)
+    results += rows
+
+    print("MiniLM-L6 int8 (1 row x 128 tokens)", flush=True)
+    _, int8 = minilm_onnx()
+    repo = work / "minilm-repo"
+    (repo / "minilm" / "1").mkdir(parents=True)
+    (repo / "minilm" / "1" / "model.onnx").symlink_to(int8)
+    one = token_batch(1)
+    request = infer_request("minilm", one)
+    for rows_per_call in (1, 16):
+        thr, p50, p99 = in_process(int8, token_batch(rows_per_call), duration)
+        results.append(Row("minilm", f"in-process ORT, batch {rows_per_call}", "-", thr, p50, p99))
+    bare = BareServer(int8)
+    try:
+        results += measure("minilm", "bare grpc.aio servicer", bare.address, request, duration)
+    finally:
+        bare.stop()
+    rows, memory["minilm"] = daemon_rows("minilm", repo, request, duration, work)
+    results += rows
+    out.write_text(report(results, memory, duration))
+    print(f"wrote {out}")
+
+
+def _find(rows: list[Row], workload: str, server: str, concurrency: int | str) -> Row:
+    return next(
+        r for r in rows if (r.workload, r.server, r.concurrency) == (workload, server, concurrency)
+    )
+
+
+def checks(rows: list[Row], memory: dict[str, float]) -> list[tuple[str, str, float, float, bool]]:
+    """(target, measured as, value, threshold, met) for each target of the issue."""
+    on, off, bare = "daemon, batching on", "daemon, batching off", "bare grpc.aio servicer"
+    ort16 = "in-process ORT, batch 16"
+    d16 = _find(rows, "default", on, 16).throughput / _find(rows, "default", bare, 16).throughput
+    d1 = _find(rows, "default", on, 1).p50_ms / _find(rows, "default", bare, 1).p50_ms
+    m_ort = _find(rows, "minilm", on, 16).throughput / _find(rows, "minilm", ort16, "-").throughput
+    m_off = _find(rows, "minilm", on, 16).throughput / _find(rows, "minilm", off, 16).throughput
+    rss = memory["default"]
+    return [
+        ("default, c=16: throughput vs bare servicer", "ratio, at least", d16, 0.8, d16 >= 0.8),
+        ("default, c=1: p50 latency vs bare servicer", "ratio, at most", d1, 1.5, d1 <= 1.5),
+        (
+            "MiniLM int8, c=16: throughput vs in-process ORT, batch 16",
+            "ratio, at least",
+            m_ort,
+            0.9,
+            m_ort >= 0.9,
+        ),
+        ("MiniLM int8, c=16: batching on vs off", "ratio, at least", m_off, 1.3, m_off >= 1.3),
+        ("daemon RSS serving the default model", "MB, at most", rss, 150.0, rss <= 150.0),
+    ]
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def report(rows: list[Row], memory: dict[str, float], duration: float) -> str:
+    import grpc
+
+    import appliance
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    providers = ", ".join(ort.get_available_providers())
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`python benchmarks/serving.py --duration {duration:g}`.",
+        "",
+        f"- Machine: {os.cpu_count()} cores ({_cpu_name()}), "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU; "
+        f"load average at the end {load}",
+        f"- Python {platform.python_version()}, onnxruntime {ort.__version__} "
+        f"({providers} available; CPU used), grpcio {grpc.__version__}, "
+        f"numpy {np.__version__}, appliance {appliance.__version__}",
+        f"- Closed loop: one grpc.aio channel in a separate process, {duration:g} s per "
+        "point after 1 s of warm-up; single-row requests. In-process rows call "
+        "`session.run` back to back (rows/s).",
+        "",
+        "| workload | server | concurrency | throughput (rows/s) | p50 (ms) | p99 (ms) | errors |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.workload} | {r.server} | {r.concurrency} | {r.throughput:,.0f} "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | threshold | met |",
+        "|---|---:|---:|---|",
+    ]
+    for name, kind, value, threshold, met in checks(rows, memory):
+        verdict = "yes" if met else "**no**"
+        lines.append(f"| {name} | {value:.2f} | {kind} {threshold:g} | {verdict} |")
+    lines += [
+        "",
+        f"Daemon resident memory (RSS, after the load): default model "
+        f"{memory['default']:.0f} MB, MiniLM int8 {memory['minilm']:.0f} MB.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "serving.md")
+    args = parser.parse_args()
+    run(args.duration, args.out)
+
+
+if __name__ == "__main__":
+    main()
