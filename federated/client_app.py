@@ -36,8 +36,14 @@ from federated.data import SiteData, data_path_from_node_config, load_site_data
 from federated.errors import FederatedError
 from federated.mods import update_encoding_mod
 from federated.privacy import PrivacyLedger, calibrate_noise
+from federated.protocol import (
+    ARRAYS_KEY,
+    CONFIG_KEY,
+    FEATURE_STATS_KEY,
+    METRICS_KEY,
+    UNIT_WEIGHT_KEY,
+)
 from federated.settings import Privacy, RunSettings
-from federated.strategy import FEATURE_STATS_KEY, UNIT_WEIGHT_KEY
 
 _log = logging.getLogger("federated.site")
 _LEDGER_KEY = "dp-ledger"
@@ -68,13 +74,13 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     except FederatedError as exc:
         return error_reply(msg, exc)
     model = build_model(settings)
-    set_weights(model, to_numpy(msg.content.array_records["arrays"]))
+    set_weights(model, to_numpy(msg.content.array_records[ARRAYS_KEY]))
     loss, accuracy = evaluate(model, data)
     metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, "num-examples": len(data)})
-    if msg.content.config_records.get("config", ConfigRecord()).get(FEATURE_STATS_KEY):
+    if msg.content.config_records.get(CONFIG_KEY, ConfigRecord()).get(FEATURE_STATS_KEY):
         _add_feature_stats(metrics, data)
     _add_unit_weight(metrics, settings)
-    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+    return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
 
 
 def _add_feature_stats(metrics: MetricRecord, data: SiteData) -> None:
@@ -93,7 +99,7 @@ def _train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(1)
     settings, data = _site(context)
     model = build_model(settings)
-    set_weights(model, to_numpy(msg.content.array_records["arrays"]))
+    set_weights(model, to_numpy(msg.content.array_records[ARRAYS_KEY]))
     generator = _generator(settings, context, msg)
     ledger = _ledger(context, settings, len(data)) if settings.privacy is Privacy.CLIENT else None
     dp = DpSgdConfig(settings.dp_clip_norm, ledger.noise_multiplier) if ledger else None
@@ -111,7 +117,7 @@ def _train(msg: Message, context: Context) -> Message:
             "DP-SGD: ε=%.3f this round, %.3f in total (δ=%g)", eps_round, eps_total, ledger.delta
         )
     _add_unit_weight(metrics, settings)
-    content = RecordDict({"arrays": to_record(get_weights(model)), "metrics": metrics})
+    content = RecordDict({ARRAYS_KEY: to_record(get_weights(model)), METRICS_KEY: metrics})
     return Message(content, reply_to=msg)
 
 
@@ -124,7 +130,7 @@ def _generator(settings: RunSettings, context: Context, msg: Message) -> torch.G
     """
     if settings.privacy is Privacy.CLIENT:
         return torch.Generator().manual_seed(secrets.randbits(63))
-    config = msg.content.config_records.get("config", ConfigRecord())
+    config = msg.content.config_records.get(CONFIG_KEY, ConfigRecord())
     server_round = config.get("server-round", 0)
     entropy = [settings.seed, context.node_id, server_round if isinstance(server_round, int) else 0]
     seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)

@@ -15,9 +15,8 @@ from flwr.clientapp.typing import ClientAppCallable
 from federated._records import error_reply, to_numpy, to_record
 from federated.encoding import encode_update
 from federated.errors import SettingsError
+from federated.protocol import ARRAYS_KEY
 from federated.settings import Encoding, RunSettings
-
-ARRAYS_KEY = "arrays"
 
 
 def update_encoding_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:

@@ -40,9 +40,9 @@ from federated._records import metric_number, metric_vector
 from federated._training import build_model
 from federated.errors import NotEnoughSitesError
 from federated.export import export_final_model
+from federated.protocol import ARRAYS_KEY, CONFIG_KEY, FEATURE_STATS_KEY, METRICS_KEY
 from federated.settings import Privacy, RunSettings
 from federated.strategy import (
-    FEATURE_STATS_KEY,
     ReplyAudit,
     build_strategy,
     server_epsilon,
@@ -94,8 +94,8 @@ def _baseline(
     tabular = isinstance(model, TabularMLP)
     content = RecordDict(
         {
-            "arrays": ArrayRecord(model.state_dict()),
-            "config": ConfigRecord({FEATURE_STATS_KEY: tabular, "server-round": 0}),
+            ARRAYS_KEY: ArrayRecord(model.state_dict()),
+            CONFIG_KEY: ConfigRecord({FEATURE_STATS_KEY: tabular, "server-round": 0}),
         }
     )
     messages = [
@@ -106,7 +106,7 @@ def _baseline(
     if metrics is None:
         raise NotEnoughSitesError("expected round-0 evaluation replies from the sites, got none")
     if isinstance(model, TabularMLP):
-        site_metrics = [r.content.metric_records["metrics"] for r in replies if not r.has_error()]
+        site_metrics = [r.content.metric_records[METRICS_KEY] for r in replies if not r.has_error()]
         _standardise(model, site_metrics)
     return {k: v for k, v in metrics.items() if not isinstance(v, list)}
 

@@ -36,13 +36,8 @@ from federated._records import metric_number, to_numpy, to_record
 from federated.encoding import decode_update
 from federated.errors import UpdateFormatError
 from federated.privacy import calibrate_noise, epsilon
+from federated.protocol import ARRAYS_KEY, UNIT_WEIGHT_KEY, WEIGHT_KEY
 from federated.settings import Aggregation, Privacy, RunSettings
-
-WEIGHT_KEY = "num-examples"
-# Server-side DP averages sites with equal weight: its noise is calibrated to that.
-UNIT_WEIGHT_KEY = "unit-weight"
-# Evaluate config flag: also reply with per-feature sums (round 0 only).
-FEATURE_STATS_KEY = "feature-stats"
 
 
 @dataclass(frozen=True)
@@ -157,7 +152,7 @@ class SiteUpdates(Strategy):
         node = msg.metadata.src_node_id
         try:
             _check_only_arrays_and_metrics(msg.content)
-            weights = decode_update(self._global, to_numpy(msg.content.array_records["arrays"]))
+            weights = decode_update(self._global, to_numpy(msg.content.array_records[ARRAYS_KEY]))
             if not all(np.isfinite(w).all() for w in weights.values()):
                 raise UpdateFormatError("update holds NaN or infinite values")
         except (UpdateFormatError, KeyError) as exc:
@@ -165,7 +160,7 @@ class SiteUpdates(Strategy):
             self.audit.record(server_round, "train", msg, accepted=False)
             return False
         self.audit.record(server_round, "train", msg, accepted=True)
-        msg.content["arrays"] = to_record(weights)
+        msg.content[ARRAYS_KEY] = to_record(weights)
         return True
 
 
@@ -233,7 +228,7 @@ def _single_metrics(content: RecordDict) -> MetricRecord:
 
 def _check_only_arrays_and_metrics(content: RecordDict) -> None:
     extra = sorted(set(content) - set(content.array_records) - set(content.metric_records))
-    if extra or list(content.array_records) != ["arrays"]:
+    if extra or list(content.array_records) != [ARRAYS_KEY]:
         raise UpdateFormatError(
             "train reply: expected one ArrayRecord 'arrays' and metrics only, got records "
             f"{sorted(content)}"
@@ -241,7 +236,6 @@ def _check_only_arrays_and_metrics(content: RecordDict) -> None:
 
 
 __all__ = [
-    "FEATURE_STATS_KEY",
     "ReplyAudit",
     "ReplyRecord",
     "SiteUpdates",

@@ -1,34 +1,16 @@
-"""Fixtures for the federated app's tests: real Flower messages and real site files."""
+"""Fixtures for the federated app's tests: the bundled breast-cancer data as site files."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from flwr.app import Message, Metadata, RecordDict
 from sklearn.datasets import load_breast_cancer
 
 FEATURES = [f"f{i}" for i in range(30)]
-
-
-def incoming(content: RecordDict, message_type: str, node_id: int = 7) -> Message:
-    """A message as the SuperNode hands it to the ClientApp (ids set by the SuperLink)."""
-    metadata = Metadata(
-        run_id=1,
-        message_id=f"msg-{time.monotonic_ns()}",
-        src_node_id=1,
-        dst_node_id=node_id,
-        reply_to_message_id="",
-        group_id="1",
-        created_at=time.time(),
-        ttl=600.0,
-        message_type=message_type,
-    )
-    return Message(content=content, metadata=metadata)
 
 
 @pytest.fixture(scope="session")

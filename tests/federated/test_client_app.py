@@ -25,7 +25,7 @@ from federated.client_app import app
 from federated.data import load_site_data
 from federated.encoding import INT8_KEY, SCALE_KEY, decode_update
 from federated.settings import RunSettings, UserConfigValue
-from tests.federated.conftest import incoming
+from tests.federated._messages import incoming
 
 
 def context(data_path: Path, **run_config: UserConfigValue) -> Context:
