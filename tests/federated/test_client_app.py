@@ -145,3 +145,26 @@ def test_weights_unchanged_by_evaluate(site_csv: Path) -> None:
     app(evaluate_message(ArrayRecord(model.state_dict())), context(site_csv))
     for name, value in get_weights(model).items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_small_cnn_trains_on_digit_images(tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=digits.images[:200] / 16.0, y=digits.target[:200])  # (n, 8, 8)
+    run_config: dict[str, UserConfigValue] = {
+        "model": "small-cnn",
+        "input-shape": "1,8,8",
+        "labels": ",".join(str(d) for d in range(10)),
+        "update-encoding": "fp16",
+    }
+    settings = RunSettings.from_run_config(run_config)
+    arrays = ArrayRecord(build_model(settings).state_dict())
+    reply = app(
+        train_message(arrays),
+        context(path, **{k.replace("-", "_"): v for k, v in run_config.items()}),
+    )
+    assert_only_arrays_and_metrics(reply)
+    assert list(reply.content["arrays"]) == ["update.fp16"]
+    assert reply.content["metrics"]["num-examples"] == 200
