@@ -73,7 +73,7 @@ def export_huggingface(model: nn.Module, out_path: Path, task: str) -> Path:
         try:
             with _quiet():
                 onnx_export_from_model(model, tmp, task=task, do_validation=False,
-                                       opset=17)
+                                       opset=OPSET)
         except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError
             raise ExportError(
                 f"Optimum could not export {type(model).__name__} for task {task!r}: "

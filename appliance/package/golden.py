@@ -199,7 +199,9 @@ def _stats(values: np.ndarray, bins: int) -> dict[str, Any]:
 
 
 def _tensor_profile(array: np.ndarray, bins: int) -> dict[str, Any]:
-    if array.ndim == 2 and array.shape[1] <= 4096 and np.issubdtype(array.dtype, np.number):
+    # Per-feature only for float (batch, features) tables; token ids or masks in a
+    # (batch, seq) tensor have no per-column meaning and are summarised as a whole.
+    if array.ndim == 2 and array.shape[1] <= 4096 and np.issubdtype(array.dtype, np.floating):
         return {"kind": "tabular",
                 "features": [_stats(array[:, j], bins) for j in range(array.shape[1])]}
     return {"kind": "summary", "shape": [-1, *array.shape[1:]], **_stats(array, bins)}
@@ -244,7 +246,7 @@ def make_reference_profile(
 
     where PROFILE is one of:
 
-    - ``{"kind": "tabular", "features": [STATS, ...]}`` for a (batch, features) tensor,
+    - ``{"kind": "tabular", "features": [STATS, ...]}`` for a float (batch, features) tensor,
       one STATS per feature column (index = column);
     - ``{"kind": "summary", "shape": [-1, ...], **STATS}`` for any other tensor, over all
       its values (token ids, pixels, embeddings);
