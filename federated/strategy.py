@@ -141,11 +141,22 @@ class SiteUpdates(Strategy):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        replies = list(replies)
-        for msg in replies:
-            if not msg.has_error():
-                self.audit.record(server_round, "evaluate", msg, accepted=True)
-        return self.inner.aggregate_evaluate(server_round, replies)
+        accepted = [m for m in replies if m.has_error() or self._metrics_only(server_round, m)]
+        return self.inner.aggregate_evaluate(server_round, accepted)
+
+    def _metrics_only(self, server_round: int, msg: Message) -> bool:
+        """Record an evaluate reply; False drops one carrying anything but metrics."""
+        ok = set(msg.content) == set(msg.content.metric_records)
+        if not ok:
+            log(
+                WARNING,
+                "Dropping round %d evaluation from node %d: expected metrics only, got %s",
+                server_round,
+                msg.metadata.src_node_id,
+                sorted(msg.content),
+            )
+        self.audit.record(server_round, "evaluate", msg, accepted=ok)
+        return ok
 
     def _decode(self, server_round: int, msg: Message) -> bool:
         """Replace an encoded update by full weights in place; False drops the reply."""

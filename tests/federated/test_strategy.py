@@ -161,3 +161,13 @@ def test_server_side_dp_adds_noise_to_the_mean() -> None:
     noise = to_numpy(arrays)["net.0.weight"] - GLOBAL["net.0.weight"]
     # Noise std is sigma * C / sampled sites = 1.0 * 0.5 / 2.
     assert np.std(noise) == pytest.approx(0.25, rel=0.1)
+
+
+def test_evaluate_reply_carrying_arrays_is_refused() -> None:
+    strategy, audit = stack(RunSettings())
+    good = reply(1, RecordDict({"metrics": MetricRecord({"num-examples": 10, "eval-acc": 0.9})}))
+    leaky = reply(2, RecordDict({"metrics": MetricRecord({"num-examples": 10, "eval-acc": 0.1})}))
+    leaky.content["rows"] = to_record({"x": np.zeros((10, 30), np.float32)})
+    metrics = strategy.aggregate_evaluate(1, [good, leaky])
+    assert metrics is not None and metrics["eval-acc"] == pytest.approx(0.9)
+    assert [r.accepted for r in audit.replies] == [True, False]
