@@ -70,7 +70,7 @@ class BatchRecord:
     outputs: Feeds | None = None  # None when the run failed
 
 
-@dataclass
+@dataclass(eq=False)  # identity: requests are compared by who they are, not by tensors
 class _Request:
     feeds: Feeds
     rows: int
@@ -173,8 +173,12 @@ class Batcher:
 
     def _work(self) -> None:
         while True:
-            with self._forming:
-                batch = self._next_batch()
+            try:
+                with self._forming:
+                    batch = self._next_batch()
+            except Exception:  # a bug here must not stop the model: log, keep serving
+                log.exception("model %r: unexpected failure forming a batch", self.name)
+                continue
             if batch is None:
                 self._inbox.put(None)  # let the next worker stop too
                 return
@@ -281,7 +285,10 @@ class Batcher:
             record = BatchRecord(
                 rows, len(batch), queue_ns, compute_ns, ok, feeds, outputs if ok else None
             )
-            self._on_batch(record)
+            try:
+                self._on_batch(record)
+            except Exception:  # statistics and monitoring never take serving down
+                log.exception("model %r: recording a batch failed", self.name)
 
     def _isolate(self, batch: list[_Request], exc: ApplianceError) -> list[Feeds | ApplianceError]:
         """A batch failed: rerun its requests one by one, so one bad request fails alone."""

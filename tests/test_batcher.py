@@ -77,10 +77,13 @@ def test_other_shapes_wait_for_their_own_batch_in_order() -> None:
     model = Model()
     batcher = Batcher("m", model, BatchSettings(max_batch_size=64))
 
+    widths = (3, 5, 7)  # three shapes: held requests of one shape sit between another's
+
     async def main() -> list[Feeds]:
-        futures = [
-            batcher.submit(_feeds(i, width=3 if i % 2 else 5), 1, None) for i in range(12)
-        ]
+        model.gate.clear()  # everything queues behind the first batch
+        futures = [batcher.submit(_feeds(i, width=widths[i % 3]), 1, None) for i in range(18)]
+        await asyncio.sleep(0.05)
+        model.gate.set()
         return list(await asyncio.gather(*futures))
 
     try:
@@ -88,8 +91,9 @@ def test_other_shapes_wait_for_their_own_batch_in_order() -> None:
     finally:
         batcher.close(5)
     for i, result in enumerate(results):
-        assert result["y"].shape == (1, 3 if i % 2 else 5)
+        assert result["y"].shape == (1, widths[i % 3])
         assert result["y"][0, 0] == 2 * i
+    assert len(model.batches) <= 4  # one batch per shape after the first request
 
 
 def test_full_queue_refuses_at_once() -> None:
