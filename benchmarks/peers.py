@@ -468,6 +468,24 @@ def measure(servers: list[Server], ms: list[Model]) -> tuple[Table, Cpu]:
     return table, cpu
 
 
+def paired_cost(ms: list[Model], pairs: int, duration: float) -> list[float]:
+    """Monitoring on against off, default model, concurrency 16: ``pairs`` back-to-back
+    pairs (order alternating), each giving the throughput ratio on/off; pairs cancel the
+    slow drifts of other load on the box that separate rounds do not."""
+    model = ms[0]
+    on = appliance_server("pair monitoring on", [model], monitoring=True)
+    off = appliance_server("pair monitoring off", [model], monitoring=False)
+    ratios: list[float] = []
+    with running(on, [model.name]), running(off, [model.name]):
+        for i in range(pairs):
+            first, second = (on, off) if i % 2 == 0 else (off, on)
+            a = run_load(first.target, model.request, 16, duration, warmup=0.3)
+            b = run_load(second.target, model.request, 16, duration, warmup=0.3)
+            with_on, with_off = (a, b) if first is on else (b, a)
+            ratios.append(with_on.throughput / with_off.throughput)
+    return ratios
+
+
 def _median(results: list[LoadResult]) -> LoadResult:
     """The point of several rounds: median throughput and latencies, all errors."""
     return LoadResult(
@@ -502,7 +520,7 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-def report(table: Table, cpu: Cpu, hot: HotPath, started: float) -> str:
+def report(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float], started: float) -> str:
     lines = [
         "# Peer benchmark: appliance against MLServer",
         "",
@@ -538,7 +556,7 @@ def report(table: Table, cpu: Cpu, hot: HotPath, started: float) -> str:
         lines.append("")
     lines += _cpu(cpu)
     lines += _targets(table)
-    lines += _cost(table, cpu, hot)
+    lines += _cost(table, cpu, hot, ratios)
     return "\n".join(lines) + "\n"
 
 
@@ -573,6 +591,11 @@ def _targets(table: Table) -> list[str]:
     return lines
 
 
+def _quartiles(values: list[float]) -> str:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.3f} to {q3:.3f}"
+
+
 def _load_average() -> str:
     return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -595,7 +618,7 @@ def _cpu(cpu: Cpu) -> list[str]:
     return lines
 
 
-def _cost(table: Table, cpu: Cpu, hot: HotPath) -> list[str]:
+def _cost(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float]) -> list[str]:
     daemon_us = cpu["breast_cancer"][OURS_QUIET][16]
     lines = [
         "## Cost of monitoring",
@@ -607,6 +630,12 @@ def _cost(table: Table, cpu: Cpu, hot: HotPath) -> list[str]:
         "per request on the default model at concurrency 16 (monitoring off, below):",
         f"**{hot.per_request_us / daemon_us * 100:.1f}%** of the work, so at most that much",
         "throughput once the box is CPU-bound (target: at most 5%).",
+        "",
+        f"End to end, {len(ratios)} back-to-back pairs (daemon with monitoring on, then off, or",
+        "the reverse; default model, concurrency 16): median throughput ratio on/off",
+        f"**{statistics.median(ratios):.3f}**, i.e. a cost of "
+        f"{(1 - statistics.median(ratios)) * 100:+.1f}% (quartiles "
+        f"{_quartiles(ratios)}; the spread is the box's noise).",
         "",
         "Our daemon with monitoring on (metrics, drift) against the same daemon with",
         "`[monitoring] enabled = false`, measured in the same rotation (medians).",
@@ -637,6 +666,7 @@ def main() -> None:
     # A batch of 32 MiniLM rows takes seconds on a busy 2-core box: longer, fewer rounds.
     parser.add_argument("--minilm-duration", type=float, default=6.0)
     parser.add_argument("--minilm-rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=20, help="on/off pairs for the cost")
     parser.add_argument("--bare-serve", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_serve:
@@ -666,7 +696,9 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     hot = hot_path()
     print(f"monitoring hot path: {hot.per_request_us:.1f} us per request")
-    RESULTS.write_text(report(table, cpu, hot, started))
+    ratios = paired_cost(ms, args.pairs, args.duration / 2)
+    print(f"monitoring on/off, paired: median ratio {statistics.median(ratios):.3f}")
+    RESULTS.write_text(report(table, cpu, hot, ratios, started))
     raw = {m: {s: {c: asdict(r) for c, r in by.items()} for s, by in sv.items()}
            for m, sv in table.items()}  # fmt: skip
     (WORK / "peers.json").write_text(json.dumps({"table": raw, "cpu_us": cpu}, indent=1))
