@@ -55,6 +55,12 @@ RESULTS = HERE / "results" / "peers.md"
 MLSERVER_VERSION = "1.7.1"
 CONCURRENCY = (1, 16, 64)
 SEQUENCE = 128
+# Row labels of the report.
+OURS = "appliance serve"
+BARE = "bare grpc.aio"
+OURS_QUIET = "appliance serve, monitoring off"
+MLSERVER = "MLServer"
+MLSERVER_BATCHING = "MLServer, adaptive batching"
 DEFAULT_MODEL = ROOT / "appliance" / "default_model" / "breast_cancer" / "1" / "model.onnx"
 
 Array = np.ndarray[Any, Any]
@@ -287,7 +293,7 @@ def bare_server(ms: list[Model]) -> Server:
     port = free_port()
     specs = [f"{m.name}={m.path}" for m in ms]
     command = [sys.executable, str(Path(__file__).resolve()), "--bare-serve", str(port), *specs]
-    return Server("bare grpc.aio", command, port, work)
+    return Server(BARE, command, port, work)
 
 
 async def _bare_serve(port: int, specs: list[str]) -> None:
@@ -510,11 +516,6 @@ def _brief(r: LoadResult) -> str:
 
 # -- report -------------------------------------------------------------------------
 
-OURS = "appliance serve"
-OURS_QUIET = "appliance serve, monitoring off"
-MLSERVER = "MLServer"
-MLSERVER_BATCHING = "MLServer, adaptive batching"
-
 
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
@@ -556,6 +557,7 @@ def report(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float], started: f
         lines.append("")
     lines += _cpu(cpu)
     lines += _targets(table)
+    lines += _why(table, cpu)
     lines += _cost(table, cpu, hot, ratios)
     return "\n".join(lines) + "\n"
 
@@ -589,6 +591,42 @@ def _targets(table: Table) -> list[str]:
                 lines.append(f"- {model}, c={c}: {_ratio(mine, theirs)} the throughput")
     lines.append("")
     return lines
+
+
+def _why(table: Table, cpu: Cpu) -> list[str]:
+    """Where targets are missed: the figures that bound them, and the causes."""
+    bc, ml = table["breast_cancer"], table["minilm_int8"]
+    bare16 = bc[BARE][16].throughput / bc[MLSERVER][16].throughput
+    bare1 = bc[BARE][1].p50_ms / bc[MLSERVER][1].p50_ms
+    ours_cpu, bare_cpu = cpu["breast_cancer"][OURS][16], cpu["breast_cancer"][BARE][16]
+    batch1 = ml["in-process ONNX Runtime"][1].p50_ms
+    return [
+        "## Why targets are missed",
+        "",
+        "- **The floor is Python gRPC on both ends.** The bare `grpc.aio` servicer, which runs",
+        f"  the session inline and does nothing else, reaches {bare16:.2f}x MLServer's throughput",
+        f"  at c=16 and {bare1:.2f}x its p50 at c=1 here. The load generator (one Python",
+        "  process) shares the 2 cores with the server; "
+        + (
+            "so the 2x throughput and 0.5x latency targets sit at or beyond what any Python"
+            " server reaches on this box, not only ours."
+            if bare16 < 2.2 or bare1 > 0.55
+            else "so the targets are within reach of the protocol's floor."
+        ),
+        f"- **Our per-request work above that floor:** {ours_cpu:.0f} us of CPU per request",
+        f"  against the bare servicer's {bare_cpu:.0f} us (default model, c=16), the cost of the",
+        "  interceptor chain (error boundary, auth gate, request log line), validation, and",
+        "  the hand-off to the batcher's worker thread and back (a GIL hand-off and a loop",
+        "  wake-up per batch). On a model that computes in ~10 us, batching saves nothing to",
+        "  pay for that; running an idle model inline is the likeliest way to close it.",
+        "  Monitoring is not the cause: see its cost below.",
+        f"- **MiniLM is starved, not served badly.** One batch-1 run took {batch1:.0f} ms",
+        "  in-process during this run (about 7 ms on a quiet box): every server is bound by",
+        "  ONNX Runtime on contended cores, where ORT's spinning intra-op threads also lose",
+        "  time, and the gain of batching (about 1.4x at batch 16 on a quiet box) is lost in",
+        "  the noise. Rerun on an idle box before judging the MiniLM target.",
+        "",
+    ]
 
 
 def _quartiles(values: list[float]) -> str:
@@ -701,7 +739,8 @@ def main() -> None:
     RESULTS.write_text(report(table, cpu, hot, ratios, started))
     raw = {m: {s: {c: asdict(r) for c, r in by.items()} for s, by in sv.items()}
            for m, sv in table.items()}  # fmt: skip
-    (WORK / "peers.json").write_text(json.dumps({"table": raw, "cpu_us": cpu}, indent=1))
+    saved = {"table": raw, "cpu_us": cpu, "hot_path": asdict(hot), "pairs": ratios}
+    (WORK / "peers.json").write_text(json.dumps(saved, indent=1))
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
