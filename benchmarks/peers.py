@@ -710,6 +710,8 @@ def main() -> None:
     if args.bare_serve:
         asyncio.run(_bare_serve(int(args.bare_serve[0]), args.bare_serve[1:]))
         return
+    # SIGTERM unwinds like an error, so the servers under test are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: terminated"))
     started = time.time()
     exe = ensure_mlserver()
     ms = models(args)
