@@ -121,6 +121,8 @@ class QuantizeStep(_Strict):
     format: Literal["qdq", "qoperator"] = "qdq"  # static only; QDQ is ORT's recommended form
     #: Keep the most sensitive layers in float until the budget holds (at most this many).
     fallback_max_layers: int = Field(default=4, ge=0)
+    #: Sensitivity per transformer layer ("block", few probes) or per weight node ("node").
+    sensitivity: Literal["block", "node"] = "block"
     calibration_samples: int = Field(default=256, ge=8)
 
 

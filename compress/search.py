@@ -137,7 +137,8 @@ class Search:
         self.step(f"sensitivity analysis of {key}")
         ranked = analyse(prepared, config, self.evaluator.metric_only, self.workdir,
                          calibration=self.calibration,
-                         on_block=lambda b: self.step(f"sensitivity: {b}"))
+                         on_block=lambda b: self.step(f"sensitivity: {b}"),
+                         granularity=step.sensitivity if step else "block")
         self.sensitivity[key] = ranked
         out = []
         for k in range(1, min(limit, len(ranked)) + 1):

@@ -12,12 +12,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from compress.passes.quantize import QuantizeConfig, quantizable_nodes, quantize_model
 
 _LAYER = re.compile(r"^(.*?/layer\.\d+)/")
+#: "block": a transformer layer at a time (few probes); "node": each weight node (finer
+#: fallback, so fewer operations stay in float, at one probe per node).
+Granularity = Literal["block", "node"]
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,11 @@ def block_of(node: str) -> str:
     return match.group(1) if match else node
 
 
-def blocks(path: Path) -> dict[str, tuple[str, ...]]:
-    """Quantizable nodes of ``path`` grouped by block, in graph order."""
+def blocks(path: Path, granularity: Granularity = "block") -> dict[str, tuple[str, ...]]:
+    """Quantizable nodes of ``path`` grouped by block (or one per node), in graph order."""
     grouped: dict[str, list[str]] = {}
     for node in quantizable_nodes(path):
-        grouped.setdefault(block_of(node), []).append(node)
+        grouped.setdefault(block_of(node) if granularity == "block" else node, []).append(node)
     return {k: tuple(v) for k, v in grouped.items()}
 
 
@@ -44,12 +48,13 @@ def analyse(
     float_path: Path, config: QuantizeConfig, score: Callable[[Path], float],
     workdir: Path, *, calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
     on_block: Callable[[str], None] | None = None,
+    granularity: Granularity = "block",
 ) -> list[BlockSensitivity]:
     """Sensitivities of every block of ``float_path`` (already pre-processed) under
     ``config``, most sensitive first."""
     reference = score(float_path)
     results = []
-    for index, (block, nodes) in enumerate(blocks(float_path).items()):
+    for index, (block, nodes) in enumerate(blocks(float_path, granularity).items()):
         probe = workdir / f"sens-{index}.onnx"
         single = QuantizeConfig(mode=config.mode, per_channel=config.per_channel,
                                 calibration=config.calibration, format=config.format,
@@ -67,4 +72,11 @@ def fallback_exclusions(ranked: Sequence[BlockSensitivity], k: int) -> tuple[str
     return tuple(node for item in ranked[:k] for node in item.nodes)
 
 
-__all__ = ["BlockSensitivity", "analyse", "block_of", "blocks", "fallback_exclusions"]
+__all__ = [
+    "BlockSensitivity",
+    "Granularity",
+    "analyse",
+    "block_of",
+    "blocks",
+    "fallback_exclusions",
+]
