@@ -23,6 +23,17 @@ from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
 
 
+def daemon_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, less what a library set in it at import time.
+
+    flwr sets GRPC_VERBOSITY=error on import when the federated tests load it, which
+    would hide from a daemon started later the gRPC core lines it audits (refused TLS
+    handshakes): a daemon on a box starts with gRPC's defaults.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    return {**env, **(extra or {})}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -81,7 +92,7 @@ class DaemonProcess:
         self.config_path = workdir / "appliance.toml"
         self.config_path.write_text(to_toml(base))
         self.log_path = workdir / "daemon.log"
-        self.env = {**os.environ, **(env or {})}
+        self.env = daemon_environment(env)
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
 

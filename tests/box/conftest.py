@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests._daemon import free_port
+from tests._daemon import daemon_environment, free_port
 from tests.models import affine_model
 
 NOW = dt.datetime.now(dt.UTC)
@@ -179,7 +178,7 @@ class BoxDaemon:
         return f"localhost:{self.port}"
 
     def start(self, timeout: float = 60.0) -> BoxDaemon:
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
+        env = daemon_environment({"NOTIFY_SOCKET": str(self.notify_path)})
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
         with self.log_path.open("ab") as log:

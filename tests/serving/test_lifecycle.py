@@ -60,12 +60,13 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> None:
-    slow_model(tmp_path / "repository" / "slow" / "1" / "model.onnx")
+    # Deep and narrow: small requests (sent in no time) that take long to compute.
+    slow_model(tmp_path / "repository" / "slow" / "1" / "model.onnx", depth=1024)
     # A generous grace period: the test is about finishing, not about timing.
-    config = {"batching": {"max_batch_size": 4096}, "server": {"grace_period_s": 120.0}}
+    config = {"batching": {"enabled": False}, "server": {"grace_period_s": 120.0}}
     daemon = DaemonProcess(tmp_path, config).start()
     assert daemon.process is not None
-    big = np.ones((4096, 256), np.float32)
+    big = np.ones((32, 256), np.float32)
 
     async def in_flight_then_sigterm() -> list[object]:
         async with triton_aio.InferenceServerClient(daemon.address) as client:
@@ -73,7 +74,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> 
                 asyncio.ensure_future(client.infer("slow", [infer_input("x", big, "FP32")]))
                 for _ in range(3)
             ]
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # all three sent; the first is running
             daemon.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             return list(await asyncio.gather(*calls, return_exceptions=True))
 
