@@ -70,6 +70,7 @@ class DaemonProcess:
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
+        credentials: grpc.ChannelCredentials | None = None,
     ):
         self.workdir = workdir
         self.port = free_port()
@@ -94,6 +95,7 @@ class DaemonProcess:
         self.log_path = workdir / "daemon.log"
         self.env = daemon_environment(env)
         self.ready_timeout = ready_timeout
+        self.credentials = credentials
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,9 +114,14 @@ class DaemonProcess:
         self.wait_ready()
         return self
 
+    def channel(self) -> grpc.Channel:
+        if self.credentials is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, self.credentials)
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
             while time.monotonic() < deadline:
                 assert self.process is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
@@ -45,6 +46,28 @@ def build_repository(root: Path) -> None:
     fixed_batch_model(root / "fixed" / "1" / "model.onnx")
     # Not a version folder: ignored.
     (root / "affine" / "notes").mkdir()
+
+
+@pytest.fixture(scope="session")
+def tls_repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    """The repository daemon behind mutual TLS, for fuzzing through the TLS layer."""
+    from tests.box.conftest import Authority
+
+    work = tmp_path_factory.mktemp("tls-repo")
+    build_repository(work / "repository")
+    ca = Authority(work, "fuzz-ca")
+    server = ca.issue("appliance", server=True, file="server")
+    client = ca.issue("fuzzer", file="client")
+    config = {
+        "server": {"tls": {"cert": server.cert, "key": server.key, "client_ca": ca.cert_path}}
+    }
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.cert_path.read_bytes(),
+        private_key=client.key.read_bytes(),
+        certificate_chain=client.cert.read_bytes(),
+    )
+    with DaemonProcess(work, config, credentials=credentials) as daemon:
+        yield daemon
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests._daemon import DaemonProcess
 
-EXAMPLES = 5_000  # per test; the two tests make 10,000 requests
+EXAMPLES = 3_000  # per test and transport: 12,000 requests in all
 MODELS = ["affine", "tokens", "fixed", "ghost", ""]
 DATATYPES = [
     "FP32",
@@ -45,9 +45,17 @@ CLIENT_CODES = {
 }
 
 
+@pytest.fixture(scope="module", params=["plaintext", "mtls"])
+def daemon(request: pytest.FixtureRequest) -> DaemonProcess:
+    """The same storm through plaintext and through mutual TLS (the auth gate is on)."""
+    name = "repo_daemon" if request.param == "plaintext" else "tls_repo_daemon"
+    found: DaemonProcess = request.getfixturevalue(name)
+    return found
+
+
 @pytest.fixture(scope="module")
-def channel(repo_daemon: DaemonProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(repo_daemon.address) as ch:
+def channel(daemon: DaemonProcess) -> Iterator[grpc.Channel]:
+    with daemon.channel() as ch:
         yield ch
 
 
@@ -166,7 +174,7 @@ def test_flipped_bytes_never_crash_or_hang(
 
 
 def test_after_the_storm_valid_requests_are_answered_correctly(
-    channel: grpc.Channel, repo_daemon: DaemonProcess
+    channel: grpc.Channel, daemon: DaemonProcess
 ) -> None:
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -176,5 +184,5 @@ def test_after_the_storm_valid_requests_are_answered_correctly(
     reply = stub.ModelInfer(req, timeout=10)
     got = np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(2, 4)
     np.testing.assert_array_equal(got, 3 * x + 1)
-    assert repo_daemon.process is not None and repo_daemon.process.poll() is None
-    assert "Traceback" not in repo_daemon.log_text()
+    assert daemon.process is not None and daemon.process.poll() is None
+    assert "Traceback" not in daemon.log_text()
