@@ -19,7 +19,7 @@ from compress.passes.quantize import (
     quantizable_nodes,
     quantize_model,
 )
-from compress.sensitivity import analyse
+from compress.sensitivity import analyse, block_of, blocks
 from tests.compress.conftest import Task
 
 
@@ -93,3 +93,10 @@ def test_sensitivity_ranks_every_layer(mlp_onnx: Path, tabular: Task, tmp_path: 
     ranked = analyse(prepared, QuantizeConfig(), score, tmp_path)
     assert {n for r in ranked for n in r.nodes} == set(quantizable_nodes(prepared))
     assert [r.drop for r in ranked] == sorted((r.drop for r in ranked), reverse=True)
+
+
+def test_sensitivity_granularity(mlp_onnx: Path, tmp_path: Path) -> None:
+    prepared = preprocess(mlp_onnx, tmp_path / "pre.onnx")
+    nodes = quantizable_nodes(prepared)
+    assert list(blocks(prepared, "node")) == nodes
+    assert block_of("/encoder/layer.3/attention/self/query/MatMul") == "/encoder/layer.3"
