@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -521,13 +522,21 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
-def report(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float], started: float) -> str:
+@dataclass(frozen=True)
+class RunInfo:
+    finished: float  # time.time()
+    seconds: float
+    load_average: str
+
+
+def report(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float], run: RunInfo) -> str:
     lines = [
         "# Peer benchmark: appliance against MLServer",
         "",
-        f"Written by `benchmarks/peers.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        f" in {time.time() - started:.0f} s. Box: {os.cpu_count()} CPU cores, no GPU, Python "
-        f"{platform.python_version()}; load average {_load_average()} at the end.",
+        "Written by `benchmarks/peers.py` on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(run.finished))} in {run.seconds:.0f} s."
+        f" Box: {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}; load"
+        f" average {run.load_average} at the end.",
         "",
         "**The box was shared** with other engineers' test runs (load average well above",
         "the 2 cores): absolute figures are noisy and far below what an idle box gives. Every",
@@ -629,9 +638,14 @@ def _why(table: Table, cpu: Cpu) -> list[str]:
     ]
 
 
-def _quartiles(values: list[float]) -> str:
-    q1, _, q3 = statistics.quantiles(values, n=4)
-    return f"{q1:.3f} to {q3:.3f}"
+def _ratio_interval(ratios: list[float]) -> str:
+    """Geometric mean and its ~95% interval (two standard errors of the log ratio)."""
+    logs = [math.log(r) for r in ratios]
+    mean, error = statistics.mean(logs), 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return (
+        f"{math.exp(mean):.3f}** (95% interval {math.exp(mean - error):.3f} to "
+        f"{math.exp(mean + error):.3f})"
+    )
 
 
 def _load_average() -> str:
@@ -670,10 +684,9 @@ def _cost(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float]) -> list[str
         "throughput once the box is CPU-bound (target: at most 5%).",
         "",
         f"End to end, {len(ratios)} back-to-back pairs (daemon with monitoring on, then off, or",
-        "the reverse; default model, concurrency 16): median throughput ratio on/off",
-        f"**{statistics.median(ratios):.3f}**, i.e. a cost of "
-        f"{(1 - statistics.median(ratios)) * 100:+.1f}% (quartiles "
-        f"{_quartiles(ratios)}; the spread is the box's noise).",
+        "the reverse; default model, concurrency 16): throughput ratio on/off, geometric",
+        f"mean **{_ratio_interval(ratios)}. The interval is as wide as the box's noise:",
+        "end to end, this box can only bound the cost; the in-process figure measures it.",
         "",
         "Our daemon with monitoring on (metrics, drift) against the same daemon with",
         "`[monitoring] enabled = false`, measured in the same rotation (medians).",
@@ -697,6 +710,20 @@ def _cost(table: Table, cpu: Cpu, hot: HotPath, ratios: list[float]) -> list[str
     return lines
 
 
+def _report_from_json(path: Path) -> str:
+    saved = json.loads(path.read_text())
+    table: Table = {
+        m: {s: {int(c): LoadResult(**r) for c, r in by.items()} for s, by in sv.items()}
+        for m, sv in saved["table"].items()
+    }
+    cpu: Cpu = {
+        m: {s: {int(c): v for c, v in by.items()} for s, by in sv.items()}
+        for m, sv in saved["cpu_us"].items()
+    }
+    run = RunInfo(path.stat().st_mtime, saved["seconds"], saved["load_average"])
+    return report(table, cpu, HotPath(**saved["hot_path"]), saved["pairs"], run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per round")
@@ -706,9 +733,15 @@ def main() -> None:
     parser.add_argument("--minilm-rounds", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=20, help="on/off pairs for the cost")
     parser.add_argument("--bare-serve", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the last run's data"
+    )
     args = parser.parse_args()
     if args.bare_serve:
         asyncio.run(_bare_serve(int(args.bare_serve[0]), args.bare_serve[1:]))
+        return
+    if args.report_only:
+        RESULTS.write_text(_report_from_json(WORK / "peers.json"))
         return
     # SIGTERM unwinds like an error, so the servers under test are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"{Path(__file__).name}: terminated"))
@@ -738,10 +771,18 @@ def main() -> None:
     print(f"monitoring hot path: {hot.per_request_us:.1f} us per request")
     ratios = paired_cost(ms, args.pairs, args.duration / 2)
     print(f"monitoring on/off, paired: median ratio {statistics.median(ratios):.3f}")
-    RESULTS.write_text(report(table, cpu, hot, ratios, started))
+    run = RunInfo(time.time(), time.time() - started, _load_average())
+    RESULTS.write_text(report(table, cpu, hot, ratios, run))
     raw = {m: {s: {c: asdict(r) for c, r in by.items()} for s, by in sv.items()}
            for m, sv in table.items()}  # fmt: skip
-    saved = {"table": raw, "cpu_us": cpu, "hot_path": asdict(hot), "pairs": ratios}
+    saved = {
+        "table": raw,
+        "cpu_us": cpu,
+        "hot_path": asdict(hot),
+        "pairs": ratios,
+        "seconds": run.seconds,
+        "load_average": run.load_average,
+    }
     (WORK / "peers.json").write_text(json.dumps(saved, indent=1))
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
