@@ -101,6 +101,8 @@ class _Call:
         self.role = required_role(method)
 
     def _identify(self) -> Identity:
+        if not self.gate.authenticator.required:  # no metadata or TLS lookups per call
+            return Identity.anonymous()
         return self.gate.authenticator.identify(
             self.context.invocation_metadata() or (), self.context.auth_context()
         )
