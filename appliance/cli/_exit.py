@@ -1,12 +1,12 @@
 """Exit codes of the ``appliance`` command, stable for operators' scripts.
 
-    0  success
-    1  internal error (a bug: please report it with the log)
-    2  bad usage, bad config or bad input
-    3  refused: package unsigned, tampered, untrusted, failing its self-test, or a downgrade
-    4  not found: no such model, version or file
-    5  unavailable: the daemon could not be reached or is not ready
-    6  permission: unauthenticated or not allowed
+0  success
+1  internal error (a bug: please report it with the log)
+2  bad usage, bad config or bad input
+3  refused: package unsigned, tampered, untrusted, failing its self-test, or a downgrade
+4  not found: no such model, version or file
+5  unavailable: the daemon could not be reached or is not ready
+6  permission: unauthenticated or not allowed
 """
 
 from __future__ import annotations

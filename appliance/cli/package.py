@@ -27,20 +27,32 @@ def register(subparsers: Any) -> None:
     build.add_argument("--version", required=True, type=int, help="integer, increasing")
     build.add_argument("--key", required=True, type=Path, help="PEM EC private key")
     build.add_argument("--out", required=True, type=Path, help="folder or NAME-VERSION.apkg")
-    build.add_argument("--golden", type=Path, metavar="FILE.npz",
-                       help="golden inputs keyed by input name (default: random valid inputs)")
+    build.add_argument(
+        "--golden",
+        type=Path,
+        metavar="FILE.npz",
+        help="golden inputs keyed by input name (default: random valid inputs)",
+    )
     build.add_argument("--labels", nargs="+", help="class labels, in output order")
     build.add_argument("--labels-file", type=Path, help="class labels, one per line")
     build.add_argument("--max-batch-size", type=int, default=32)
-    build.add_argument("--task", default="classification",
-                       choices=["classification", "embedding", "regression", "other"])
+    build.add_argument(
+        "--task",
+        default="classification",
+        choices=["classification", "embedding", "regression", "other"],
+    )
     build.add_argument("--source", default="", help="where the model came from (provenance)")
     build.set_defaults(func=_build)
 
     verify = sub.add_parser("verify", help="check a package's signature and manifest")
     verify.add_argument("package", type=Path, metavar="PKG")
-    verify.add_argument("--key", required=True, type=Path, action="append",
-                        help="trusted PEM public key (repeatable)")
+    verify.add_argument(
+        "--key",
+        required=True,
+        type=Path,
+        action="append",
+        help="trusted PEM public key (repeatable)",
+    )
     verify.set_defaults(func=_verify)
 
     inspect = sub.add_parser("inspect", help="print a package's manifest (no verification)")

@@ -92,11 +92,13 @@ def _quiet() -> Iterator[None]:
 
 def preprocess(in_path: Path, out_path: Path) -> Path:
     """``quant_pre_process``; symbolic shape inference is skipped when it cannot cope."""
+    source, target = in_path.resolve(), out_path.resolve()
     for skip_symbolic in (False, True):
         try:
-            with _quiet():
-                quant_pre_process(str(in_path), str(out_path),
-                                  skip_symbolic_shape=skip_symbolic)
+            # ONNX Runtime writes scratch files (sym_shape_infer_temp.onnx, uuid.data)
+            # into the working directory: give it a private one.
+            with _quiet(), tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+                quant_pre_process(str(source), str(target), skip_symbolic_shape=skip_symbolic)
             return out_path
         except Exception as exc:  # symbolic shape inference raises bare Exceptions
             log.debug("quant_pre_process (skip_symbolic=%s) failed: %s", skip_symbolic, exc)
