@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -32,6 +32,7 @@ from appliance.config import Role
 from appliance.errors import ApplianceError, NotReadyError
 from appliance.logs import RequestLog
 from appliance.security.identity import Authenticator, Identity, authorize
+from appliance.servicers._wrapping import WrappingInterceptor
 
 Behavior = Callable[..., Any]
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -150,28 +151,12 @@ class _Call:
         )
 
 
-class Gate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class Gate(WrappingInterceptor):
     def __init__(self, authenticator: Authenticator, audit: AuditLog, requests: RequestLog):
+        super().__init__()
         self.authenticator = authenticator
         self.audit = audit
         self.requests = requests
-        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        # The registered handler is the same object on every call: wrap it once.
-        cached = self._wrapped.get(id(handler))
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(details.method, handler)
-        self._wrapped[id(handler)] = (handler, wrapped)
-        return wrapped
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         kwargs = {

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from appliance.errors import ApplianceError, InvalidInputError
+from appliance.servicers._wrapping import WrappingInterceptor
 
 log = logging.getLogger("appliance.rpc")
 
@@ -96,27 +97,9 @@ def _wrap_stream(method: str, behavior: Behavior, parse: Parse, streaming_in: bo
     return wrapper
 
 
-class ErrorBoundary(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    def __init__(self) -> None:
-        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        # The handler below is the same object on every call: wrap it once.
-        cached = self._wrapped.get(id(handler))
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(details.method.rsplit("/", 1)[-1], handler)
-        self._wrapped[id(handler)] = (handler, wrapped)
-        return wrapped
-
+class ErrorBoundary(WrappingInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
+        method = method.rsplit("/", 1)[-1]
         parse = _parser(handler.request_deserializer)
         serializer = {"response_serializer": handler.response_serializer}
         if handler.unary_unary:
