@@ -12,16 +12,13 @@ import pytest
 import yaml
 
 from appliance.config import parse_config
+from tests._systemd import analyze_security, analyze_verify, needs_systemd_analyze
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 UNIT = PACKAGING / "systemd" / "appliance.service"
 EXEC_START = "/opt/appliance/venv/bin/appliance"
 
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze is not installed (apt-get install systemd; .ci/run does)",
-)
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -62,24 +59,14 @@ def test_the_unit_is_a_notify_service_with_a_watchdog_and_its_directories() -> N
 
 @needs_systemd_analyze
 def test_systemd_analyze_verify_passes(checkable_unit: Path) -> None:
-    result = subprocess.run(
-        ["systemd-analyze", "verify", "--recursive-errors=yes", str(checkable_unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_verify(checkable_unit)
     assert result.returncode == 0, result.stderr
     assert "appliance.service" not in result.stderr, result.stderr
 
 
 @needs_systemd_analyze
 def test_systemd_analyze_security_rates_the_unit_at_most_2(checkable_unit: Path) -> None:
-    result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(checkable_unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_security(checkable_unit, threshold=2.0)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "Overall exposure level" in result.stdout
 

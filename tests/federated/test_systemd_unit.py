@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests._systemd import analyze_security, analyze_verify, needs_systemd_analyze
+
 UNIT = Path(__file__).resolve().parents[2] / "packaging" / "systemd" / "appliance-supernode.service"
 EXEC = "/opt/appliance/venv/bin/flower-supernode"
 
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
-)
 
 
 def settings() -> dict[str, list[str]]:
@@ -63,23 +60,13 @@ def test_is_independent_of_the_serving_daemon_and_yields_to_it() -> None:
 
 @needs_systemd_analyze
 def test_systemd_analyze_verify_passes(checkable_unit: Path) -> None:
-    result = subprocess.run(
-        ["systemd-analyze", "verify", "--recursive-errors=yes", str(checkable_unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_verify(checkable_unit)
     assert result.returncode == 0, result.stderr
     assert UNIT.name not in result.stderr, result.stderr
 
 
 @needs_systemd_analyze
 def test_systemd_analyze_security_rates_the_unit_at_most_2(checkable_unit: Path) -> None:
-    result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(checkable_unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = analyze_security(checkable_unit, threshold=2.0)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "Overall exposure level" in result.stdout
