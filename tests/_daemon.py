@@ -7,6 +7,7 @@ The daemon's stderr goes to a log file the test can read (``.log_text()``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -40,24 +41,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return str(value)
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        return json.dumps(str(value))
+    return json.dumps(value)  # str, bool, int and float read the same in TOML
 
 
-def to_toml(config: dict[str, Any], prefix: str = "") -> str:
-    """Enough TOML for test configs: nested tables of scalars and lists."""
-    scalars = {k: v for k, v in config.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f"{k} = {toml_value(v)}" for k, v in scalars.items()]
-    for key, table in tables.items():
-        lines.append(to_toml(table, f"{prefix}.{key}" if prefix else key))
+def to_toml(config: dict[str, dict[str, Any]]) -> str:
+    """Test configs: tables of scalars, lists and inline tables, with dotted sub-tables."""
+    lines: list[str] = []
+
+    def table(name: str, values: dict[str, Any]) -> None:
+        subtables = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if k not in subtables)
+        for key, sub in subtables.items():
+            table(f"{name}.{key}", sub)
+
+    for name, values in config.items():
+        table(name, values)
     return "\n".join(lines) + "\n"
 
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests._daemon import daemon_environment, free_port
+from tests._daemon import daemon_environment, free_port, to_toml
 from tests.models import affine_model
 
 NOW = dt.datetime.now(dt.UTC)
@@ -114,32 +114,6 @@ class Authority:
         )
         issued.key.chmod(0o600)
         return issued
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Path):
-        return json.dumps(str(value))
-    return json.dumps(value)  # str, bool, int and float read the same in TOML
-
-
-def to_toml(config: dict[str, dict[str, Any]]) -> str:
-    """Tables of scalars, lists and inline tables, with dotted sub-tables."""
-    lines: list[str] = []
-
-    def table(name: str, values: dict[str, Any]) -> None:
-        subtables = {k: v for k, v in values.items() if isinstance(v, dict)}
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items() if k not in subtables)
-        for key, sub in subtables.items():
-            table(f"{name}.{key}", sub)
-
-    for name, values in config.items():
-        table(name, values)
-    return "\n".join(lines) + "\n"
 
 
 class BoxDaemon:
