@@ -14,13 +14,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = REPO_ROOT / "federated"
 BIN = Path(sys.executable).parent
+# A SuperNode logs its ID once the SuperLink has registered it.
+_REGISTERED = "SuperNode ID:"
 
 
 def free_port() -> int:
@@ -76,6 +78,13 @@ class Process:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline or self.popen.poll() is not None:
+                raise TimeoutError(f"{self.name}: {text!r} not in its output after {timeout} s")
+            time.sleep(0.1)
 
     def terminate(self) -> None:
         """Ask the whole process group to stop (SuperExec and ClientApps included)."""
@@ -137,8 +146,33 @@ class LocalFederation:
             self.processes.append(
                 Process(f"site{i}", node, self.workdir / f"site{i}", self.workdir)
             )
+        for site in self.sites:
+            site.wait_for_output(_REGISTERED, timeout=60)
 
-    def run(self, run_config: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    @property
+    def sites(self) -> list[Process]:
+        return self.processes[1:]
+
+    def stop_site_when(self, index: int, text: str) -> threading.Thread:
+        """Stop site ``index`` (as its operator would: SIGTERM) once its log shows ``text``."""
+        site = self.sites[index]
+
+        def watch() -> None:
+            with contextlib.suppress(TimeoutError):  # the run ended first: nothing to stop
+                site.wait_for_output(text, timeout=600)
+                site.stop()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        return watcher
+
+    def run(
+        self,
+        run_config: str,
+        timeout: float,
+        on_line: Callable[[str], None] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``flwr run --stream``; ``on_line`` sees each line of its output as it arrives."""
         home = self.workdir / "cli"
         home.mkdir(exist_ok=True)
         (home / "config.toml").write_text(
@@ -146,15 +180,28 @@ class LocalFederation:
             f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
         )
         args = [str(BIN / "flwr"), "run", str(APP_DIR), "local", "--stream"]
-        return subprocess.run(
+        with subprocess.Popen(
             [*args, "--run-config", run_config],
             env=flower_env(home),
             cwd=home,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
+        ) as cli:
+            timer = threading.Timer(timeout, cli.kill)
+            timer.start()
+            lines = []
+            try:
+                assert cli.stdout is not None
+                for line in cli.stdout:
+                    lines.append(line)
+                    if on_line is not None:
+                        on_line(line)
+            finally:
+                timer.cancel()
+                cli.kill()
+            returncode = cli.wait()
+        return subprocess.CompletedProcess(cli.args, returncode, "".join(lines), "")
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.output()[-3000:]}" for p in self.processes)

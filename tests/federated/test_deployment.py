@@ -2,7 +2,9 @@
 
 Each site is a real ``flower-supernode`` with its own partition in its own format (CSV,
 Parquet, .npz); a fourth site's data is missing, so it fails every round with a clear
-error while the others carry on. Two rounds of DP-SGD with int8 updates must raise
+error while the others carry on, and the .npz site is shut down (SIGTERM, as an
+operator would) when round 1's training reaches it, so rounds 1 and 2 finish without
+it. Two rounds of DP-SGD with int8 updates must raise
 accuracy over the untrained baseline (round 0, measured on the sites), accumulate each
 site's privacy spent across rounds, write the ONNX model, and show that sites sent model
 arrays and metrics only. One more SuperNode, pointed at a closed port, must retry with
@@ -25,6 +27,7 @@ from tests.federated._deployment import BIN, LocalFederation, Process, free_port
 
 pytestmark = pytest.mark.slow
 
+DROPPED_SITE = 2
 ALLOWED_METRICS = {
     "train-loss", "num-examples", "steps", "eval-loss", "eval-acc",
     "feature-sum", "feature-sum-sq",
@@ -32,9 +35,14 @@ ALLOWED_METRICS = {
 }  # fmt: skip
 
 
+def partitions() -> list[np.ndarray]:
+    """Row indices of the three sites' partitions of the breast-cancer data."""
+    return np.array_split(np.random.default_rng(0).permutation(569), 3)
+
+
 def write_partitions(folder: Path) -> list[Path]:
     x, y = load_breast_cancer(return_X_y=True)
-    parts = np.array_split(np.random.default_rng(0).permutation(len(y)), 3)
+    parts = partitions()
     columns = [f"f{i}" for i in range(x.shape[1])]
     frames = [pd.DataFrame(x[p], columns=columns).assign(label=y[p]) for p in parts]
     paths = [folder / "site0.csv", folder / "site1.parquet", folder / "site2.npz"]
@@ -70,16 +78,20 @@ def finished_run(
     output = workdir / "output"
     # A fourth site whose data is missing: it answers every round with an error reply.
     sites = [*write_partitions(workdir), workdir / "missing.csv"]
-    with LocalFederation(workdir, sites) as federation:
+    with LocalFederation(workdir, sites) as federation:  # returns once all four registered
+        # Site 2 is shut down by its operator as round 1's training reaches it.
+        federation.stop_site_when(DROPPED_SITE, "Receiving: train message")
         config = (
             f'num-server-rounds=2 update-encoding="int8" privacy="client" output-dir="{output}" '
             # Per-round site evaluation costs an exchange (~20 s here) per round; the
             # final model is evaluated below on the union of the sites' rows instead.
-            "fraction-evaluate=0.0 min-available-nodes=4 round-timeout=120.0"
+            "fraction-evaluate=0.0 min-available-nodes=3 round-timeout=120.0"
         )
         result = federation.run(config, timeout=170)
         assert result.returncode == 0, result.stdout[-3000:] + federation.logs()
+        dropped_log = federation.sites[DROPPED_SITE].output()
     (output / "serverapp.log").write_text(result.stdout + result.stderr)
+    (output / "dropped-site.log").write_text(dropped_log)
     yield output
 
 
@@ -107,7 +119,20 @@ def test_a_site_with_missing_data_fails_clearly_and_rounds_go_on(finished_run: P
     log = (finished_run / "serverapp.log").read_text()
     assert "SiteDataMissingError: site data not found at" in log
     assert "missing.csv" in log
-    assert log.count("aggregate_train: Received 3 results and 1 failures") == 2
+    assert log.count("SiteDataMissingError") == 3  # round 0, 1 and 2
+
+
+def test_a_site_dropping_out_mid_round_leaves_the_others_to_finish(finished_run: Path) -> None:
+    assert "Receiving: train message" in (finished_run / "dropped-site.log").read_text()
+    log = (finished_run / "serverapp.log").read_text()
+    # Round 1: the dropped site and the one with missing data fail; round 2: the latter.
+    assert log.count("aggregate_train: Received 2 results and 2 failures") == 1
+    assert log.count("aggregate_train: Received 2 results and 1 failures") == 1
+    assert log.count("Node Unavailable") == 1  # the SuperLink's reply for the dropped site
+    train = json.loads((finished_run / "history.json").read_text())["train"]
+    sizes = [len(p) for p in partitions()]
+    remaining = sum(sizes) - sizes[DROPPED_SITE]
+    assert train["1"]["num-examples"] == train["2"]["num-examples"] == remaining
 
 
 def test_sites_sent_model_arrays_and_metrics_only(finished_run: Path) -> None:
@@ -118,7 +143,7 @@ def test_sites_sent_model_arrays_and_metrics_only(finished_run: Path) -> None:
         assert set(reply["metric_names"]) <= ALLOWED_METRICS, reply
         assert reply["accepted"], reply
     train = [r for r in audit if r["phase"] == "train"]
-    assert len(train) == 6
+    assert len(train) == 4  # two sites in each of two rounds
     for reply in train:
         assert reply["array_names"] == ["update.int8", "update.int8-scale"]
     assert all(r["array_names"] == [] for r in audit if r["phase"] != "train")
