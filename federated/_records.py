@@ -4,7 +4,7 @@ checked metric values, and error replies."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Error, Message, MetricRecord
@@ -24,6 +24,17 @@ def to_numpy(record: ArrayRecord) -> dict[str, NDArray[np.generic]]:
 def to_record(arrays: Mapping[str, NDArray[np.generic]]) -> ArrayRecord:
     """A name -> array dict as an ``ArrayRecord``, keeping its order."""
     return ArrayRecord({name: Array(np.ascontiguousarray(a)) for name, a in arrays.items()})
+
+
+def named_arrays(
+    arrays: Sequence[NDArray[np.generic]], names: Sequence[str]
+) -> dict[str, NDArray[np.generic]]:
+    """Pair an unnamed array list (flwr's legacy ``Parameters``) with the model's names."""
+    if len(arrays) != len(names):
+        raise UpdateFormatError(
+            f"expected {len(names)} arrays (the model's state), got {len(arrays)}"
+        )
+    return dict(zip(names, arrays, strict=True))
 
 
 def metric_number(record: MetricRecord, key: str) -> float:
@@ -52,4 +63,11 @@ def error_reply(msg: Message, exc: FederatedError) -> Message:
     return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
 
 
-__all__ = ["error_reply", "metric_number", "metric_vector", "to_numpy", "to_record"]
+__all__ = [
+    "error_reply",
+    "metric_number",
+    "metric_vector",
+    "named_arrays",
+    "to_numpy",
+    "to_record",
+]

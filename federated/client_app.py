@@ -5,7 +5,8 @@ Runs inside the site's SuperNode. It reads the site's data from node config
 and replies with model weights and a few aggregate metrics, nothing else: no rows, no
 labels, no per-example values. With run config ``privacy = "client"`` it trains with
 DP-SGD and reports the ε it has spent; ``federated.mods.update_encoding_mod`` encodes
-the weights on the way out.
+the weights on the way out; ``federated.secure_aggregation.secure_aggregation_mod``
+carries SecAgg+ rounds.
 
 A site's mistake (missing data, unknown label) is logged here in one line and sent back
 as an error reply; the server logs it and the round goes on with the other sites.
@@ -43,12 +44,13 @@ from federated.protocol import (
     METRICS_KEY,
     UNIT_WEIGHT_KEY,
 )
+from federated.secure_aggregation.site import secure_aggregation_mod
 from federated.settings import Privacy, RunSettings
 
 _log = logging.getLogger("federated.site")
 _LEDGER_KEY = "dp-ledger"
 
-app = ClientApp(mods=[update_encoding_mod])
+app = ClientApp(mods=[secure_aggregation_mod, update_encoding_mod])
 
 
 def _site(context: Context) -> tuple[RunSettings, SiteData]:

@@ -71,6 +71,17 @@ class PrivacyBudgetError(FederatedError):
     status = "FAILED_PRECONDITION"
 
 
+class SecureAggregationError(FederatedError):
+    """A site could not take part in a SecAgg+ round: its training failed.
+
+    Raised, not replied: the legacy SecAgg+ path has no error reply for the masked stage,
+    so Flower turns the exception into the site's error reply and the round counts the
+    site as dropped.
+    """
+
+    status = "FAILED_PRECONDITION"
+
+
 class NotEnoughSitesError(FederatedError):
     """Fewer sites connected or replied than the run's minimum."""
 
@@ -88,6 +99,7 @@ __all__ = [
     "FederatedError",
     "NotEnoughSitesError",
     "PrivacyBudgetError",
+    "SecureAggregationError",
     "SettingsError",
     "SiteDataError",
     "SiteDataFormatError",

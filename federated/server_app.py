@@ -5,7 +5,8 @@ Runs beside the SuperLink. One run:
 1. waits for ``min-available-nodes`` sites and evaluates the untrained model on each
    (round 0, the baseline); for the tabular model the same replies carry per-feature
    sums, pooled into the model's standardisation buffers;
-2. runs ``num-server-rounds`` rounds of the strategy ``federated.strategy`` builds;
+2. runs ``num-server-rounds`` rounds of the strategy ``federated.strategy`` builds, or,
+   with ``secure-aggregation``, of SecAgg+ (``federated.secure_aggregation``);
 3. writes ``final_model.onnx`` and its weights (``federated.export``), the per-round
    history and the audit of what every site sent, into run config ``output-dir``.
 
@@ -41,6 +42,7 @@ from federated._training import build_model
 from federated.errors import NotEnoughSitesError
 from federated.export import export_final_model
 from federated.protocol import ARRAYS_KEY, CONFIG_KEY, FEATURE_STATS_KEY, METRICS_KEY
+from federated.secure_aggregation.server import run_secure_rounds
 from federated.settings import Privacy, RunSettings
 from federated.strategy import (
     ReplyAudit,
@@ -67,13 +69,18 @@ def main(grid: Grid, context: Context) -> None:
     baseline = _baseline(grid, strategy, model, settings)
     initial = ArrayRecord(model.state_dict())
     started = time.monotonic()
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=initial,
-        num_rounds=settings.num_server_rounds,
-        timeout=settings.round_timeout,
-        train_config=ConfigRecord({"local-epochs": settings.local_epochs}),
-    )
+    if settings.secure_aggregation:
+        result = run_secure_rounds(
+            grid, context, settings, initial, evaluation=strategy, audit=audit
+        )
+    else:
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=settings.num_server_rounds,
+            timeout=settings.round_timeout,
+            train_config=ConfigRecord({"local-epochs": settings.local_epochs}),
+        )
     elapsed = time.monotonic() - started
     model.load_state_dict(result.arrays.to_torch_state_dict())
     onnx_path = export_final_model(model, settings, output_dir)
@@ -142,6 +149,7 @@ def _history(
         "update_encoding": settings.update_encoding.value,
         "aggregation": settings.aggregation.value,
         "privacy": settings.privacy.value,
+        "secure_aggregation": settings.secure_aggregation,
         "seconds": elapsed,
         "evaluate": {
             0: baseline,

@@ -16,7 +16,7 @@ from typing import TypeVar
 from federated.errors import SettingsError
 
 UserConfigValue = bool | int | float | str
-_T = TypeVar("_T", int, float, str)
+_T = TypeVar("_T", bool, int, float, str)
 _E = TypeVar("_E", bound=enum.Enum)
 
 
@@ -89,6 +89,15 @@ class RunSettings:
     dp_target_epsilon: float = 8.0
     # 1e-5 is below 1/n for every site size we expect (n < 100,000).
     dp_delta: float = 1e-5
+    # SecAgg+: the server sees only the sum of the sites' masked updates (legacy flwr path).
+    secure_aggregation: bool = False
+    # Fraction of the round's sites each site shares its mask keys with (1.0: all).
+    secagg_num_shares: float = 1.0
+    # Fraction of those shares needed to unmask; sites beyond it may drop out mid-round.
+    secagg_reconstruction_threshold: float = 0.67
+    # SecAgg+ scales each update by num-examples / this before quantizing: keep it at or
+    # above the largest site's example count (flwr warns of overflow beyond it).
+    secagg_max_weight: float = 1000.0
     output_dir: str = "federated-output"
     # Seconds the server waits for a round's replies before counting a site as dropped.
     round_timeout: float = 600.0
@@ -115,6 +124,15 @@ class RunSettings:
         _check(self.dp_target_epsilon > 0, "dp-target-epsilon", "a positive number")
         _check(0 < self.dp_delta < 1, "dp-delta", "in (0, 1)")
         _check(self.round_timeout > 0, "round-timeout", "a positive number of seconds")
+        _check(0 < self.secagg_num_shares <= 1, "secagg-num-shares", "a fraction in (0, 1]")
+        _check(
+            0 < self.secagg_reconstruction_threshold <= 1,
+            "secagg-reconstruction-threshold",
+            "a fraction in (0, 1]",
+        )
+        _check(self.secagg_max_weight > 0, "secagg-max-weight", "a positive number")
+        if self.secure_aggregation:
+            _check_secure_aggregation(self)
 
     @property
     def num_classes(self) -> int:
@@ -148,6 +166,12 @@ class RunSettings:
             dp_noise_multiplier=_get(config, "dp-noise-multiplier", d.dp_noise_multiplier),
             dp_target_epsilon=_get(config, "dp-target-epsilon", d.dp_target_epsilon),
             dp_delta=_get(config, "dp-delta", d.dp_delta),
+            secure_aggregation=_get(config, "secure-aggregation", d.secure_aggregation),
+            secagg_num_shares=_get(config, "secagg-num-shares", d.secagg_num_shares),
+            secagg_reconstruction_threshold=_get(
+                config, "secagg-reconstruction-threshold", d.secagg_reconstruction_threshold
+            ),
+            secagg_max_weight=_get(config, "secagg-max-weight", d.secagg_max_weight),
             output_dir=_get(config, "output-dir", d.output_dir),
             round_timeout=_get(config, "round-timeout", d.round_timeout),
             seed=_get(config, "seed", d.seed),
@@ -157,6 +181,28 @@ class RunSettings:
 def _check(ok: bool, key: str, expected: str) -> None:
     if not ok:
         raise SettingsError(f"run config {key!r}: expected {expected}")
+
+
+def _check_secure_aggregation(settings: RunSettings) -> None:
+    """SecAgg+ hides individual updates, so nothing may need to look at one."""
+    key = "secure-aggregation"
+    _check(
+        settings.aggregation is Aggregation.FEDAVG,
+        key,
+        f"aggregation 'fedavg' (a robust rule needs each site's update), "
+        f"got {settings.aggregation.value!r}",
+    )
+    _check(
+        settings.privacy is not Privacy.SERVER,
+        key,
+        "privacy 'none' or 'client' (server-side DP clips each site's update)",
+    )
+    _check(
+        settings.update_encoding is Encoding.FLOAT32,
+        key,
+        f"update-encoding 'float32' (SecAgg+ quantizes updates itself), "
+        f"got {settings.update_encoding.value!r}",
+    )
 
 
 def _get(config: Mapping[str, UserConfigValue], key: str, default: _T) -> _T:

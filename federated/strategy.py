@@ -50,6 +50,7 @@ class ReplyRecord:
     record_types: dict[str, str]
     array_names: list[str]
     metric_names: list[str]
+    config_names: list[str]
     num_bytes: int
     accepted: bool
 
@@ -70,7 +71,8 @@ class ReplyAudit:
                 record_types={k: type(v).__name__ for k, v in content.items()},
                 array_names=[n for r in content.array_records.values() for n in r],
                 metric_names=[n for r in content.metric_records.values() for n in r],
-                num_bytes=sum(r.count_bytes() for r in content.array_records.values()),
+                config_names=[n for r in content.config_records.values() for n in r],
+                num_bytes=_payload_bytes(content),
                 accepted=accepted,
             )
         )
@@ -228,6 +230,12 @@ def server_epsilon(settings: RunSettings, rounds: int) -> float:
     """Site-level ε spent by server-side DP after ``rounds`` rounds."""
     sigma = server_noise_multiplier(settings)
     return epsilon(settings.fraction_train, sigma, rounds, settings.dp_delta)
+
+
+def _payload_bytes(content: RecordDict) -> int:
+    """Bytes of arrays, and of config values (SecAgg+ sends its masked vectors as bytes)."""
+    arrays = sum(r.count_bytes() for r in content.array_records.values())
+    return arrays + sum(r.count_bytes() for r in content.config_records.values())
 
 
 def _single_metrics(content: RecordDict) -> MetricRecord:

@@ -7,7 +7,9 @@ import time
 from flwr.app import Message, Metadata, RecordDict
 
 
-def incoming(content: RecordDict, message_type: str, node_id: int = 7) -> Message:
+def incoming(
+    content: RecordDict, message_type: str, node_id: int = 7, group_id: str = "1"
+) -> Message:
     """A message as the SuperNode hands it to the ClientApp (ids set by the SuperLink)."""
     metadata = Metadata(
         run_id=1,
@@ -15,7 +17,7 @@ def incoming(content: RecordDict, message_type: str, node_id: int = 7) -> Messag
         src_node_id=1,
         dst_node_id=node_id,
         reply_to_message_id="",
-        group_id="1",
+        group_id=group_id,
         created_at=time.time(),
         ttl=600.0,
         message_type=message_type,

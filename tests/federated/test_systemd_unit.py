@@ -12,7 +12,6 @@ UNIT = Path(__file__).resolve().parents[2] / "packaging" / "systemd" / "applianc
 EXEC = "/opt/appliance/venv/bin/flower-supernode"
 
 
-
 def settings() -> dict[str, list[str]]:
     """Key -> values, continuation lines joined, comments dropped."""
     text = UNIT.read_text().replace("\\\n", " ")
