@@ -9,12 +9,19 @@ accuracy over the untrained baseline (round 0, measured on the sites), accumulat
 site's privacy spent across rounds, write the ONNX model, and show that sites sent model
 arrays and metrics only. One more SuperNode, pointed at a closed port, must retry with
 back-off, then give up with a clear error.
+
+A second federation runs one SecAgg+ round beside it (both mostly wait on Flower's
+3-second polls, so together they take little longer than one). It checks what only real
+processes show: each of the protocol's four stages runs in a fresh ClientApp process, so
+keys and shares must persist in the SuperNode's run state; the in-process tests
+(``test_secure_aggregation``) check the arithmetic.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +31,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from tests.federated._deployment import BIN, LocalFederation, Process, free_port
+from tests.federated.test_secure_aggregation import REPLY_FIELDS
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +78,31 @@ def unreachable_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proce
     process.stop()
 
 
+def run_secure_federation(workdir: Path) -> Path:
+    output = workdir / "output"
+    with LocalFederation(workdir, write_partitions(workdir)) as federation:
+        config = (
+            f'num-server-rounds=1 secure-aggregation=true output-dir="{output}" '
+            "fraction-evaluate=0.0 min-available-nodes=3 round-timeout=120.0"
+        )
+        result = federation.run(config, timeout=170)
+        assert result.returncode == 0, result.stdout[-3000:] + federation.logs()
+    (output / "serverapp.log").write_text(result.stdout)
+    return output
+
+
+@pytest.fixture(scope="module")
+def secure_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[Path]]:
+    """Started before the main run so the two overlap."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        yield executor.submit(run_secure_federation, tmp_path_factory.mktemp("secure"))
+
+
 @pytest.fixture(scope="module")
 def finished_run(
-    tmp_path_factory: pytest.TempPathFactory, unreachable_site: Process
+    tmp_path_factory: pytest.TempPathFactory,
+    unreachable_site: Process,
+    secure_run: Future[Path],
 ) -> Iterator[Path]:
     workdir = tmp_path_factory.mktemp("federation")
     output = workdir / "output"
@@ -178,3 +208,26 @@ def test_unreachable_superlink_retries_then_fails_clearly(
     assert log.count("Connection attempt failed, retrying in") >= 2
     assert "Giving up reconnection" in log
     assert "could not establish a connection to the SuperLink" in log
+
+
+def test_a_secure_round_trains_the_model(secure_run: Future[Path]) -> None:
+    output = secure_run.result(timeout=200)
+    assert "Secure aggregation completed." in (output / "serverapp.log").read_text()
+    history = json.loads((output / "history.json").read_text())
+    assert history["secure_aggregation"] is True
+    assert history["train"]["1"]["num-examples"] == 569  # all three sites' updates
+    accuracy = onnx_accuracy(output / "final_model.onnx")
+    assert accuracy > history["evaluate"]["0"]["eval-acc"]
+    assert accuracy >= 0.85
+
+
+def test_secure_sites_sent_keys_masked_vectors_and_metrics_only(
+    secure_run: Future[Path],
+) -> None:
+    audit = json.loads((secure_run.result(timeout=200) / "audit.json").read_text())
+    train = [r for r in audit if r["phase"] == "train"]
+    assert len(train) == 4 * 3  # four stages, three sites
+    assert len({r["node_id"] for r in train}) == 3
+    for reply in train:
+        assert set(reply["config_names"]) <= REPLY_FIELDS, reply
+        assert reply["array_names"] == [], reply
