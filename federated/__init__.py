@@ -4,8 +4,9 @@ The folder shows the parts: ``client_app`` and ``server_app`` (the Flower entry 
 named in ``federated/pyproject.toml``), ``data`` (site data and its validation),
 ``privacy`` (RDP accounting), ``encoding`` and ``mods`` (compressed updates),
 ``protocol`` (the record keys both sides share),
-``strategy`` (robust aggregation, server-side DP, audit), ``export`` (the final ONNX
-model) and ``errors``. Importing this package is cheap: Flower and torch load in the
+``strategy`` (robust aggregation, server-side DP, audit), ``secure_aggregation``
+(SecAgg+, the app's only use of flwr's legacy API), ``export`` (the final ONNX model)
+and ``errors``. Importing this package is cheap: Flower and torch load in the
 modules that use them.
 """
 
