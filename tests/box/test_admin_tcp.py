@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.box.conftest import BoxDaemon
 from tests._daemon import free_port
+from tests.box.conftest import BoxDaemon
 
 
 @pytest.fixture(scope="module")
