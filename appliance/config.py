@@ -91,7 +91,7 @@ class AdminTLSConfig(_Section):
     key: Path
     """PEM private key of that certificate."""
     client_ca: Path
-    """Admin clients must present a certificate signed by this CA: TCP admin is mTLS only."""
+    """Admin clients need a certificate from this CA and the ``admin`` role in ``[auth]``."""
 
 
 class AdminConfig(_Section):

@@ -135,7 +135,9 @@ class Daemon:
         self.notifier.start_watchdog()
 
     async def _start_admin(self, lifecycle: Lifecycle) -> None:
-        admin = AdminServer(self.config.admin, lifecycle, self.status)
+        admin = AdminServer(
+            self.config.admin, lifecycle, self.status, auth=self.config.auth, audit=self.audit
+        )
         try:
             await admin.start()
         except ConfigError as exc:

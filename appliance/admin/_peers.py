@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ConfigError, UnauthenticatedError
+from appliance.audit import AuditLog
+from appliance.config import AuthConfig
+from appliance.errors import ConfigError, PermissionDeniedError, UnauthenticatedError
+from appliance.security.identity import Identity, authorize
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,40 @@ def _remove_stale(path: Path) -> None:
     raise ConfigError(f"admin.socket {path}: another daemon is listening on it")
 
 
+class CertificateAdmins:
+    """Callers of the TCP admin service: verified client certificates with the admin role.
+
+    Roles come from ``[auth]`` exactly as on the inference port: the certificate's common
+    name in ``[[auth.certificates]]``, else ``auth.certificate_roles`` (``["infer"]`` by
+    default). So a certificate the hospital CA issued to an inference client cannot
+    change the served models, even when ``admin.tls.client_ca`` is the same CA.
+    """
+
+    def __init__(self, auth: AuthConfig, audit: AuditLog):
+        self._roles = {c.common_name: frozenset(c.roles) for c in auth.certificates}
+        self._default = frozenset(auth.certificate_roles)
+        self._audit = audit
+
+    def identify(self, auth_context: dict[str, Any], peer: str) -> str:
+        """``cert:<subject>`` of an admin; refused (and audited) for any other caller."""
+        who = certificate_identity(auth_context)
+        names = auth_context.get("x509_common_name") or [b""]
+        common_name = names[0].decode(errors="replace")
+        try:
+            authorize(Identity(who, self._roles.get(common_name, self._default)), "admin", "admin")
+        except PermissionDeniedError as exc:
+            self._audit.record(
+                "auth.refused",
+                action="admin",
+                caller=who,
+                peer=peer,
+                status=exc.status.value,
+                reason=str(exc),
+            )
+            raise
+        return who
+
+
 def certificate_identity(auth_context: dict[str, Any]) -> str:
     """``cert:<subject>`` of a verified mTLS client, from gRPC's auth context."""
     for key in ("x509_subject", "x509_common_name"):
@@ -161,4 +198,10 @@ def certificate_identity(auth_context: dict[str, Any]) -> str:
     raise UnauthenticatedError("admin over TCP needs a client certificate; none was presented")
 
 
-__all__ = ["SOCKET_MODE", "UnixPeer", "UnixSocketGate", "certificate_identity"]
+__all__ = [
+    "SOCKET_MODE",
+    "CertificateAdmins",
+    "UnixPeer",
+    "UnixSocketGate",
+    "certificate_identity",
+]

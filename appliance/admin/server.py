@@ -2,8 +2,9 @@
 
 Unix socket (``[admin] socket``, mode 0660): the gRPC server listens on an ephemeral
 loopback port behind ``UnixSocketGate``, which knows each caller's uid. TCP
-(``[admin] address`` with ``[admin.tls]``): client certificates are required and the
-caller is the certificate's subject. Either way the shared ``ErrorBoundary`` maps errors.
+(``[admin] address`` with ``[admin.tls]``): client certificates are required, the
+caller is the certificate's subject, and it needs the ``admin`` role in ``[auth]``.
+Either way the shared ``ErrorBoundary`` maps errors.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Callable
 import grpc
 
 from appliance._proto import admin_pb2_grpc as pb_grpc
-from appliance.admin._peers import UnixSocketGate, certificate_identity
+from appliance.admin._peers import CertificateAdmins, UnixSocketGate
 from appliance.admin.servicer import AdminServicer, Context
-from appliance.config import AdminConfig, AdminTLSConfig
+from appliance.audit import AuditLog
+from appliance.config import AdminConfig, AdminTLSConfig, AuthConfig
 from appliance.errors import ConfigError
 from appliance.lifecycle import DaemonStatus, Lifecycle
 from appliance.servicers import ErrorBoundary
@@ -29,9 +31,16 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 class AdminServer:
     def __init__(
-        self, config: AdminConfig, lifecycle: Lifecycle, status: Callable[[], DaemonStatus]
+        self,
+        config: AdminConfig,
+        lifecycle: Lifecycle,
+        status: Callable[[], DaemonStatus],
+        *,
+        auth: AuthConfig,
+        audit: AuditLog,
     ):
         self.config = config
+        self._admins = CertificateAdmins(auth, audit)
         self._lifecycle = lifecycle
         self._status = status
         self._server: grpc.aio.Server | None = None
@@ -52,7 +61,7 @@ class AdminServer:
         tls = self.config.tls
         if self.config.address is not None and tls is not None:
             _bind(server, self.config.address, _credentials(tls))
-            identify = _certificate_caller
+            identify = self._certificate_caller
         else:
             port = _bind(server, "127.0.0.1:0", None)
             self._gate = UnixSocketGate(self.config.socket, port)
@@ -69,6 +78,9 @@ class AdminServer:
                 raise
         log.info("admin service on %s", self.where)
 
+    def _certificate_caller(self, context: Context) -> str:
+        return self._admins.identify(dict(context.auth_context()), context.peer())
+
     def _socket_caller(self, context: Context) -> str:
         assert self._gate is not None  # set before the server starts taking calls
         return self._gate.identify(context.peer())
@@ -78,10 +90,6 @@ class AdminServer:
             await self._gate.close()
         if self._server is not None:
             await self._server.stop(grace)
-
-
-def _certificate_caller(context: Context) -> str:
-    return certificate_identity(dict(context.auth_context()))
 
 
 def _bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None) -> int:

@@ -1,7 +1,10 @@
 """The admin service on TCP with mutual TLS, driven by the real CLI.
 
-An operator's certificate from the admin CA reaches the service and is named in the
-audit log; no certificate, or one from another CA, ends at the TLS handshake; the CLI
+The admin CA is the hospital CA that also issues inference clients' certificates, as on
+most boxes. The operator's certificate (listed in ``[[auth.certificates]]`` with the
+admin role) reaches the service and is named in the audit log; an inference client's
+certificate from the same CA is refused with PERMISSION_DENIED and audited; no
+certificate, or one from another CA or expired, ends at the TLS handshake; the CLI
 refuses a TCP address without the certificate files, naming the missing flags.
 """
 
@@ -25,7 +28,14 @@ def tcp_admin(
 ) -> Iterator[tuple[BoxDaemon, str]]:
     address = f"127.0.0.1:{free_port()}"
     tls = {"cert": pki["server"].cert, "key": pki["server"].key, "client_ca": pki["ca"].cert_path}
-    config = {"admin": {"address": address, "tls": tls}}
+    config = {
+        "admin": {"address": address, "tls": tls},
+        "auth": {
+            # Inference stays anonymous on loopback; admin over TCP needs the role anyway.
+            "enabled": False,
+            "certificates": [{"common_name": "it-operator", "roles": ["infer", "admin"]}],
+        },
+    }
     with BoxDaemon(tmp_path_factory.mktemp("tcp-admin"), config) as daemon:
         yield daemon, address
 
@@ -60,6 +70,19 @@ def test_admin_actions_over_tcp_are_audited_under_the_certificate_subject(
     assert records, daemon.audit_records()
     assert records[-1]["caller"] == "cert:CN=it-operator,O=St. Example Hospital"
     assert records[-1]["model"] == "affine"
+
+
+def test_an_inference_client_certificate_of_the_same_ca_may_not_administer(
+    tcp_admin: tuple[BoxDaemon, str], pki: dict[str, Any]
+) -> None:
+    daemon, address = tcp_admin
+    result = admin_cli(address, pki, "viewer", "models", "list")
+    assert result.returncode != 0
+    assert "needs role 'admin'" in result.stderr
+    assert "cert:CN=ris-viewer" in result.stderr
+    refused = [r for r in daemon.audit_records() if r["event"] == "auth.refused"]
+    assert refused and refused[-1]["caller"].startswith("cert:CN=ris-viewer")
+    assert refused[-1]["status"] == "PERMISSION_DENIED"
 
 
 @pytest.mark.parametrize("who", [None, "stranger", "expired"])
