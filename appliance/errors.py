@@ -115,6 +115,18 @@ class VersionInUseError(_ClientError):
     status = Status.FAILED_PRECONDITION
 
 
+class StorageError(ApplianceError):
+    """The repository cannot be written: read-only, no permission, not a folder."""
+
+    status = Status.FAILED_PRECONDITION
+
+
+class StorageFullError(StorageError):
+    """The repository's file system is full (or over quota)."""
+
+    status = Status.RESOURCE_EXHAUSTED
+
+
 class InferenceError(ApplianceError):
     status = Status.INTERNAL
 
@@ -134,6 +146,8 @@ __all__ = [
     "QueueFullError",
     "SelfTestError",
     "SignatureError",
+    "StorageError",
+    "StorageFullError",
     "Status",
     "UnauthenticatedError",
     "VersionExistsError",

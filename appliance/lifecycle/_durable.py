@@ -8,10 +8,19 @@ reader sees a version complete or not at all, never half of it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from appliance.errors import StorageError, StorageFullError
+
+#: OS errors that say the repository cannot take writes, not that a package is bad.
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 def fsync_dir(folder: Path) -> None:
@@ -71,4 +80,32 @@ def remove_folder(folder: Path, trash: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-__all__ = ["atomic_write", "fsync_dir", "fsync_tree", "move_into_place", "remove_folder"]
+@contextlib.contextmanager
+def storage_errors(repository: Path) -> Iterator[None]:
+    """Turn "cannot write the repository" OS errors into errors an operator can act on."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}" if exc.filename else str(repository)
+        if exc.errno in _FULL:
+            raise StorageFullError(
+                f"repository {repository}: no space left writing {where}; expected free "
+                "space for the package, its unpacked copy and the state file (remove old "
+                "versions with `appliance models remove`)"
+            ) from exc
+        if exc.errno in _UNWRITABLE:
+            raise StorageError(
+                f"repository {repository} cannot be written ({exc.strerror}: {where}); "
+                "pushes and version changes need a writable repository.path"
+            ) from exc
+        raise
+
+
+__all__ = [
+    "atomic_write",
+    "fsync_dir",
+    "fsync_tree",
+    "move_into_place",
+    "remove_folder",
+    "storage_errors",
+]

@@ -36,7 +36,7 @@ from appliance.errors import (
     VersionExistsError,
     VersionInUseError,
 )
-from appliance.lifecycle._durable import move_into_place, remove_folder
+from appliance.lifecycle._durable import move_into_place, remove_folder, storage_errors
 from appliance.lifecycle.audit import AuditSink, audited
 from appliance.lifecycle.faults import fault_point
 from appliance.lifecycle.results import (
@@ -102,14 +102,17 @@ class Lifecycle:
         who: str,
     ) -> PushResult:
         """Receive a package, verify, self-test and install it; activate it if asked."""
-        with audited(
-            self._audit,
-            "push",
-            who,
-            package=filename,
-            activate=activate,
-            allow_downgrade=allow_downgrade,
-        ) as entry:
+        with (
+            audited(
+                self._audit,
+                "push",
+                who,
+                package=filename,
+                activate=activate,
+                allow_downgrade=allow_downgrade,
+            ) as entry,
+            storage_errors(self._root),
+        ):
             upload = self._staging.begin_upload(filename, total_size)
             try:
                 await self._receive(upload, chunks)
@@ -241,14 +244,17 @@ class Lifecycle:
     async def activate(
         self, name: str, version: int, *, allow_downgrade: bool, who: str
     ) -> SwitchResult:
-        with audited(
-            self._audit,
-            "activate",
-            who,
-            model=name,
-            version=version,
-            allow_downgrade=allow_downgrade,
-        ) as entry:
+        with (
+            audited(
+                self._audit,
+                "activate",
+                who,
+                model=name,
+                version=version,
+                allow_downgrade=allow_downgrade,
+            ) as entry,
+            storage_errors(self._root),
+        ):
             async with self._lock:
                 started = time.monotonic()
                 entry["digest"] = self._state.digest(name, version)
@@ -263,7 +269,7 @@ class Lifecycle:
                 return SwitchResult(name, version, previous, time.monotonic() - started)
 
     async def rollback(self, name: str, *, who: str) -> SwitchResult:
-        with audited(self._audit, "rollback", who, model=name) as entry:
+        with audited(self._audit, "rollback", who, model=name) as entry, storage_errors(self._root):
             async with self._lock:
                 started = time.monotonic()
                 version = self._rollback_target(name)
@@ -313,7 +319,10 @@ class Lifecycle:
         )
 
     async def remove(self, name: str, version: int, *, who: str) -> None:
-        with audited(self._audit, "remove", who, model=name, version=version) as entry:
+        with (
+            audited(self._audit, "remove", who, model=name, version=version) as entry,
+            storage_errors(self._root),
+        ):
             async with self._lock:
                 entry["digest"] = self._state.digest(name, version)
                 if version in (

@@ -11,9 +11,11 @@ This module knows nothing of sessions or gRPC; ``controller`` decides, this reco
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -81,6 +83,21 @@ class StateStore:
         data = self.record.model_dump_json(indent=2).encode() + b"\n"
         atomic_write(self.path, data)
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Make the block's changes and save them; if saving fails, memory stays as before.
+
+        So a disk that refuses the write (full, read-only) leaves the record in memory
+        agreeing with the one on disk, and the caller's error says what happened.
+        """
+        before = self.record.model_copy(deep=True)
+        try:
+            yield
+            self.save()
+        except BaseException:
+            self.record = before
+            raise
+
     def model(self, name: str) -> ModelRecord:
         return self.record.models.setdefault(name, ModelRecord())
 
@@ -95,12 +112,13 @@ class StateStore:
 
     def record_pending(self, name: str, version: int, digest: str) -> None:
         """About to move ``version`` into the repository; not complete until recorded."""
-        self.model(name).versions[version] = VersionRecord(digest=digest, complete=False)
-        self.save()
+        with self._changing():
+            self.model(name).versions[version] = VersionRecord(digest=digest, complete=False)
 
     def record_install(self, name: str, version: int, digest: str) -> None:
-        self.model(name).versions[version] = VersionRecord(digest=digest, installed_at=utc_now())
-        self.save()
+        with self._changing():
+            record = VersionRecord(digest=digest, installed_at=utc_now())
+            self.model(name).versions[version] = record
 
     def pending(self) -> list[tuple[str, int]]:
         """Installs a crash interrupted between the rename and its record."""
@@ -113,31 +131,32 @@ class StateStore:
 
     def record_activation(self, name: str, version: int, previous: int | None) -> None:
         """``version`` is active now; ``previous`` becomes the first rollback target."""
-        record = self.model(name)
-        record.previous = [v for v in record.previous if v != version]
-        if previous is not None and previous != version:
-            record.previous = [v for v in record.previous if v != previous] + [previous]
-        self._set_active(record, version)
+        with self._changing():
+            record = self.model(name)
+            record.previous = [v for v in record.previous if v != version]
+            if previous is not None and previous != version:
+                record.previous = [v for v in record.previous if v != previous] + [previous]
+            self._set_active(record, version)
 
     def record_rollback(self, name: str, version: int) -> None:
         """Back to ``version``, taken off the rollback list; the abandoned one is not kept."""
-        record = self.model(name)
-        record.previous = [v for v in record.previous if v != version]
-        self._set_active(record, version)
+        with self._changing():
+            record = self.model(name)
+            record.previous = [v for v in record.previous if v != version]
+            self._set_active(record, version)
 
     def _set_active(self, record: ModelRecord, version: int) -> None:
         record.active = version
         record.highest_activated = max(record.highest_activated, version)
         record.activated_at = utc_now()
-        self.save()
 
     def forget(self, name: str, version: int) -> None:
-        record = self.record.models.get(name)
-        if record is None:
+        if name not in self.record.models:
             return
-        record.versions.pop(version, None)
-        record.previous = [v for v in record.previous if v != version]
-        self.save()
+        with self._changing():
+            record = self.record.models[name]
+            record.versions.pop(version, None)
+            record.previous = [v for v in record.previous if v != version]
 
     def digest(self, name: str, version: int) -> str:
         record = self.record.models.get(name)

@@ -112,3 +112,23 @@ def test_truncated_upload_is_refused(shared_daemon: DaemonProcess, tmp_path: Pat
     with AdminClient(target) as client, pytest.raises(PackageError, match="expected"):
         client.push(package, activate=True)
     assert infer_version(shared_daemon) == "1"
+
+
+def test_a_repository_that_cannot_be_written_fails_the_push_clearly(
+    packages: Packages, tmp_path: Path
+) -> None:
+    # A file where the staging folder belongs: the daemon serves, but cannot stage.
+    # (A read-only mount, the usual cause, gives the same error with "Read-only file
+    # system"; creating one needs privileges a test cannot count on.)
+    (tmp_path / "repository").mkdir()
+    (tmp_path / "repository" / ".staging").write_text("in the way")
+    with DaemonProcess(tmp_path, daemon_config(packages, tmp_path)) as daemon:
+        result = cli(daemon, "models", "push", str(packages.build(2)), "--activate")
+        assert result.returncode != 0
+        assert "cannot be written (Not a directory" in result.stderr, result.stderr
+        assert "need a writable repository.path" in result.stderr
+        assert "internal error" not in result.stderr
+        assert infer_version(daemon) == "1"
+        last = audit_lines(daemon)[-1]
+        assert (last["event"], last["outcome"]) == ("admin.push", "failed")
+        assert "cannot be written" in last["reason"]
