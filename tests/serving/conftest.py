@@ -31,7 +31,12 @@ def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
     build_repository(work / "repository")
     config = {
         "repository": {"version_policy": "all"},
-        "models": {"slow": {"max_queue_size": 2, "max_batch_size": 4096}},
+        "models": {
+            "slow": {"max_queue_size": 2, "max_batch_size": 4096},
+            # A short wait for company, so a burst batches even when the box is busy
+            # (without it, batching depends on requests queueing behind a running one).
+            "echo": {"max_queue_delay_us": 20_000},
+        },
     }
     with DaemonProcess(work, config) as daemon:
         yield daemon
