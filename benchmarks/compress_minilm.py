@@ -80,7 +80,7 @@ def _recipe(work: Path, args: argparse.Namespace) -> Recipe:
 
 def _int8_recipe(main: Recipe) -> Recipe:
     """The int8-only run: no distillation, budget cosine >= 0.995, so the pipeline's
-    sensitivity fallback keeps the most sensitive MatMuls in float until it holds."""
+    sensitivity fallback spares the most sensitive MatMuls (8-bit blocks) until it holds."""
     raw = main.model_dump(mode="json", exclude={"base_dir"})
     raw["name"] = "minilm-clinical-int8"
     raw["steps"] = {"quantize": {"modes": ["dynamic"], "per_channel": [True],
@@ -163,6 +163,25 @@ def _machine() -> str:
             f"{platform.release()}; load average {load:.1f} when the run ended")
 
 
+MISSED_NOTE = """## Where a target is missed
+
+Size (>= 4x) and speed (>= 3x at cosine >= 0.98) are missed by every variant within
+budget. The int8 model is 22.9 MB for 22.7 M parameters: int8 weights alone are a 4x
+cut, and the scales, biases and LayerNorms add the rest, so 4x needs fewer parameters
+or narrower weights. Fewer parameters: the 4-layer distilled student is 4.69x smaller
+and 3.21x faster, but two epochs on 1500 sentences (what a benchmark can spend on two
+CPU cores) reach cosine 0.93, not 0.98. Narrower weights: 4-bit block weights
+(`MatMulNBits`, blocks of 32) measured cosine 0.933 and 1.08x fp32 speed in a side
+test on random tokens, against 0.985 for per-channel int8 there. Quantizing the
+attention MatMuls too (activation x activation, as Optimum's preset does) gave no
+speed (106.9 vs 106.5 samples/s) and slightly lower fidelity in that side test."""
+
+
+def _is_fallback(name: str) -> bool:
+    """A variant of the sensitivity fallback (layers spared in 8-bit blocks or float)."""
+    return "+blocks" in name or "+float" in name
+
+
 def _check(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -172,7 +191,7 @@ def _targets(rows: dict[str, Row], selected: str, optimum: str,
     fp32, best = rows["fp32 (ours, export)"], rows[selected]
     int8 = rows["int8 dynamic per-channel (ours)"]
     if fallback is not None and int8.cosine < 0.995:
-        int8 = rows[fallback]  # int8 with the most sensitive MatMuls kept in float
+        int8 = rows[fallback]  # int8 with the most sensitive MatMuls spared (8-bit blocks)
     opt = rows[optimum]
     size_x, speed_x = fp32.size_mb / best.size_mb, best.throughput / fp32.throughput
     int8_x = int8.throughput / fp32.throughput
@@ -237,6 +256,9 @@ def _write(results: Path, rows: list[Row], result: CompressResult, *, selected: 
         *_targets(by_name, selected, optimum, fallback),
         "",
     ]
+    best = by_name[selected]
+    if fp32.size_mb / best.size_mb < 4 or best.throughput / fp32.throughput < 3:
+        text += [MISSED_NOTE, ""]
     for title, run_result in (("main run (budget cosine >= 0.98)", result),
                               ("int8-only run (budget cosine >= 0.995)", int8_run)):
         text += [f"## Pipeline report: {title}", "",
@@ -280,16 +302,16 @@ def main(argv: list[str] | None = None) -> int:
                        show_progress=sys.stderr.isatty(), raise_on_budget=False)
         variants = {v.name: v for v in result.search.variants}
         for v in int8_run.search.variants:
-            if "+float" in v.name:
+            if _is_fallback(v.name):
                 variants[v.name] = v
         selected = result.search.selected
         optimum_model, preset = _optimum_default(_export_with_optimum(work / "optimum-fp32"),
                                                  work / "optimum-int8")
         optimum = "Optimum default dynamic int8"
         paths = {_name_of(n): v.path for n, v in variants.items()
-                 if "+float" not in n or v.in_budget}
+                 if not _is_fallback(n) or v.in_budget}
         fallback = next((_name_of(n) for n, v in variants.items()
-                         if "+float" in n and v.in_budget), None)
+                         if _is_fallback(n) and v.in_budget), None)
         paths[optimum] = optimum_model
         evaluator = Evaluator(*_evaluation(recipe, result))
         evaluator.reference = evaluator.outputs(evaluator.session(result.search.baseline.path))

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from compress.evaluate import Evaluator, Metrics, budget_violations
 from compress.passes.fp16 import Fp16Config, to_fp16
-from compress.passes.quantize import QuantizeConfig, preprocess, quantize_model
+from compress.passes.quantize import (
+    QuantizeConfig,
+    blockwise_capable,
+    preprocess,
+    quantize_model,
+)
 from compress.recipe import Recipe
 from compress.sensitivity import BlockSensitivity, analyse, fallback_exclusions
 
@@ -130,26 +135,32 @@ class Search:
 
     def _fallback(self, stage: str, prepared: Path, config: QuantizeConfig) -> list[Variant]:
         step = self.recipe.steps.quantize
-        limit = step.fallback_max_layers if step else 0
-        if limit == 0:
+        if step is None or step.fallback_max_layers == 0:
             return []
+        limit = step.fallback_max_layers
         key = f"{stage}-{config.label}"
         self.step(f"sensitivity analysis of {key}")
         ranked = analyse(prepared, config, self.evaluator.metric_only, self.workdir,
                          calibration=self.calibration,
                          on_block=lambda b: self.step(f"sensitivity: {b}"),
-                         granularity=step.sensitivity if step else "block")
+                         granularity=step.sensitivity)
         self.sensitivity[key] = ranked
         out = []
         for k in range(1, min(limit, len(ranked)) + 1):
-            excluded = fallback_exclusions(ranked, k)
-            fallback = QuantizeConfig(mode=config.mode, per_channel=config.per_channel,
-                                      calibration=config.calibration, format=config.format,
-                                      exclude=excluded)
+            spared = fallback_exclusions(ranked, k)
+            in_blocks = blockwise_capable(prepared, spared) if step.fallback == "blockwise" else ()
+            fallback = replace(
+                config,
+                exclude=tuple(n for n in spared if n not in in_blocks),
+                blockwise=in_blocks,
+                block_size=step.fallback_block_size,
+            )
             path = quantize_model(prepared, self.workdir / f"{key}-fb{k}.onnx", fallback,
                                   self.calibration, prepare=False)
             blocks = ", ".join(item.block for item in ranked[:k])
-            variant = self.add(f"{key}+float{k}", path, stage, note=f"kept in float: {blocks}")
+            how = "blocks" if in_blocks else "float"
+            note = f"kept in {'8-bit blocks' if in_blocks else 'float'}: {blocks}"
+            variant = self.add(f"{key}+{how}{k}", path, stage, note=note)
             out.append(variant)
             if variant.in_budget:
                 break

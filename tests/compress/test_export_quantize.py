@@ -15,6 +15,7 @@ from compress.passes.fp16 import Fp16Config, to_fp16
 from compress.passes.optimize import OptimizeConfig, optimize_graph
 from compress.passes.quantize import (
     QuantizeConfig,
+    blockwise_capable,
     preprocess,
     quantizable_nodes,
     quantize_model,
@@ -100,3 +101,54 @@ def test_sensitivity_granularity(mlp_onnx: Path, tmp_path: Path) -> None:
     nodes = quantizable_nodes(prepared)
     assert list(blocks(prepared, "node")) == nodes
     assert block_of("/encoder/layer.3/attention/self/query/MatMul") == "/encoder/layer.3"
+
+
+def _two_layer_matmul(path: Path) -> Path:
+    """x (n, 256) -> MatMul W1 (256, 128) -> Relu -> MatMul W2 (128, 8); W2 has outliers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.1, (256, 128)).astype(np.float32)
+    w2 = rng.normal(0, 0.1, (128, 8)).astype(np.float32)
+    w2[::16] *= 40  # a few large rows: one scale per column suits them badly
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="second"),
+    ]
+    graph = helper.make_graph(
+        nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, path)
+    return path
+
+
+def test_blockwise_fallback_is_closer_to_float_than_int8_and_as_small(tmp_path: Path) -> None:
+    import onnx
+
+    source = _two_layer_matmul(tmp_path / "two.onnx")
+    assert blockwise_capable(source, ["first", "second", "relu"]) == ("first", "second")
+    x = np.random.default_rng(1).normal(0, 1, (64, 256)).astype(np.float32)
+    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"x": x})[0]
+
+    def error(config: QuantizeConfig, name: str) -> tuple[float, Path]:
+        out = quantize_model(source, tmp_path / name, config)
+        got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x})[0]
+        return float(np.abs(got - reference).max() / np.abs(reference).max()), out
+
+    int8_error, _ = error(QuantizeConfig(), "int8.onnx")
+    float_error, float_path = error(QuantizeConfig(exclude=("second",)), "float.onnx")
+    block_error, block_path = error(
+        QuantizeConfig(blockwise=("second",), block_size=32), "blocks.onnx")
+    ops = [n.op_type for n in onnx.load(str(block_path)).graph.node]
+    assert "MatMulNBits" in ops and "MatMulInteger" in ops  # second in blocks, first int8
+    assert block_error < int8_error
+    assert block_error < 2 * float_error + 0.01
+    assert block_path.stat().st_size < float_path.stat().st_size
