@@ -212,12 +212,16 @@ results back) measured in process without gRPC costs 30 us per request at concur
 and 127 us at concurrency 1; yet the daemon spends about 700-850 us of CPU per request,
 so most of the gap is in how our extra work interleaves with gRPC on the event loop: two
 server interceptors (error boundary, auth gate), the monitoring hooks, and the GIL
-passing between the loop and the batcher's thread for every batch. Measured leads, not
-yet taken: uvloop cut CPU per request by about 8% in a quick A/B; folding the two
-interceptors into handlers wrapped once at registration; running a batch inline when a
-model's measured compute time is a few microseconds (the issue asks that inference stay
-off the event loop, so that is a trade to decide, not a fix to slip in). The compute-bound
-MiniLM workload meets its targets: there batching pays for the hand-off many times over.
+passing between the loop and the batcher's thread for every batch. Later A/B runs
+against the same daemon (c=16, 8 s each, alternated; in them the daemon reached 0.70-0.75x
+the bare servicer) moved none of this clearly: handlers wrapped at registration with no
+interceptors, running each batch inline on the event loop (no thread hand-off),
+`sys.setswitchinterval` 0.5 ms or 50 ms, one ONNX Runtime intra-op thread, and uvloop
+(paired ratios 0.89-1.21, mean 1.03) all stayed within run-to-run noise of about 15%.
+Only turning monitoring off stood out (+7 to +18% over three pairs), though its
+per-request work costs a few microseconds in process; where the remaining CPU goes is
+not pinned down. The compute-bound MiniLM workload meets its targets: there batching
+pays for the hand-off many times over.
 """
 
 
