@@ -182,7 +182,7 @@ class Daemon:
         gate = Gate(self.authenticator, self.audit, RequestLog(self.config.logging.requests))
         server = grpc.aio.server(
             # The gate inside the boundary: its refusals become statuses there.
-            interceptors=[ErrorBoundary(), gate],
+            interceptors=[ErrorBoundary(defer_parse_errors=True), gate],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),

@@ -32,6 +32,7 @@ from appliance.config import Role
 from appliance.errors import ApplianceError, NotReadyError
 from appliance.logs import RequestLog
 from appliance.security.identity import Authenticator, Identity, authorize
+from appliance.servicers._boundary import Unparsed
 from appliance.servicers._wrapping import WrappingInterceptor
 
 Behavior = Callable[..., Any]
@@ -183,10 +184,12 @@ class Gate(WrappingInterceptor):
     def _unary(self, method: str, behavior: Behavior, streaming_request: bool) -> Behavior:
         async def gated(request: Any, context: Context) -> Any:
             call = _Call(self, method, context)
-            described = None if streaming_request else request
+            described = None if streaming_request or isinstance(request, Unparsed) else request
             status, response = "OK", None
             try:
                 call.admit()
+                if isinstance(request, Unparsed):  # the caller is admitted: now say why
+                    raise request.error
                 response = await behavior(request, context)
                 return response
             except BaseException as exc:
@@ -200,10 +203,12 @@ class Gate(WrappingInterceptor):
     def _stream(self, method: str, behavior: Behavior, streaming_request: bool) -> Behavior:
         async def gated(request: Any, context: Context) -> AsyncIterator[Any]:
             call = _Call(self, method, context)
-            described = None if streaming_request else request
+            described = None if streaming_request or isinstance(request, Unparsed) else request
             status = "OK"
             try:
                 call.admit()
+                if isinstance(request, Unparsed):
+                    raise request.error
                 async for response in behavior(request, context):
                     yield response
             except BaseException as exc:

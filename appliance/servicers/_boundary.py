@@ -7,7 +7,10 @@ traceback. Anything else is a bug: logged with its traceback under an incident i
 answered INTERNAL with that id only, never the internal error text.
 
 Requests are parsed here too, not by gRPC: bytes that are not a valid message get
-INVALID_ARGUMENT with the message type expected, instead of gRPC's UNKNOWN.
+INVALID_ARGUMENT with the message type expected, instead of gRPC's UNKNOWN. Behind an auth
+gate (``defer_parse_errors``), a unary request that does not parse travels on as
+``Unparsed``, so the gate checks the caller first and only an admitted caller learns
+that its bytes were bad.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -45,6 +49,23 @@ async def _abort(context: Context, method: str, exc: Exception) -> None:
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
     )
+
+
+@dataclass(frozen=True)
+class Unparsed:
+    """A unary request whose bytes did not parse; whoever admits the call raises ``error``."""
+
+    error: InvalidInputError
+
+
+def _deferring(parse: Parse) -> Parse:
+    def parse_or_defer(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except InvalidInputError as exc:
+            return Unparsed(exc)
+
+    return parse_or_defer
 
 
 def _parser(deserializer: Parse | None) -> Parse:
@@ -98,13 +119,18 @@ def _wrap_stream(method: str, behavior: Behavior, parse: Parse, streaming_in: bo
 
 
 class ErrorBoundary(WrappingInterceptor):
+    def __init__(self, defer_parse_errors: bool = False) -> None:
+        super().__init__()
+        self._defer = defer_parse_errors
+
     def _wrap(self, method: str, handler: Handler) -> Handler:
         method = method.rsplit("/", 1)[-1]
         parse = _parser(handler.request_deserializer)
+        unary_parse = _deferring(parse) if self._defer else parse
         serializer = {"response_serializer": handler.response_serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, parse, False), **serializer
+                _wrap_unary(method, handler.unary_unary, unary_parse, False), **serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
@@ -112,7 +138,7 @@ class ErrorBoundary(WrappingInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, parse, False), **serializer
+                _wrap_stream(method, handler.unary_stream, unary_parse, False), **serializer
             )
         stream_stream: Behavior = handler.stream_stream  # type: ignore[assignment]
         return grpc.stream_stream_rpc_method_handler(
@@ -120,4 +146,4 @@ class ErrorBoundary(WrappingInterceptor):
         )
 
 
-__all__ = ["ErrorBoundary"]
+__all__ = ["ErrorBoundary", "Unparsed"]

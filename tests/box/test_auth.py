@@ -233,3 +233,31 @@ def test_server_certificate_reloads_without_restart(tmp_path: Path, pki: dict[st
     messages = [r["msg"] for r in daemon.log_records()]
     assert any("not usable" in m and "does not match" in m for m in messages)
     assert any("new connections use the new certificate" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [((), "UNAUTHENTICATED"), (tuple(INFER.items()), "INVALID_ARGUMENT")],
+    ids=["no-token", "infer-token"],
+)
+def test_bytes_that_do_not_parse_are_judged_after_the_caller(
+    token_daemon: BoxDaemon, pki: dict[str, Any], headers: tuple[tuple[str, str], ...],
+    expected: str,
+) -> None:
+    """Only an admitted caller learns that its request was malformed."""
+    import grpc
+
+    creds = grpc.ssl_channel_credentials(pki["ca"].cert_path.read_bytes())
+    with grpc.secure_channel(token_daemon.address, creds) as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\xff\xff\xff not a protobuf", metadata=headers, timeout=10)
+    assert caught.value.code().name == expected, caught.value.details()
+    if expected == "INVALID_ARGUMENT":
+        assert "expected a serialized inference.ModelInferRequest" in caught.value.details()
+    else:
+        assert "not a protobuf" not in caught.value.details()
