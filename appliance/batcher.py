@@ -280,7 +280,8 @@ class Batcher:
             results, ok = [InferenceError("internal error running the model")] * len(batch), False
             del exc
         compute_ns = time.perf_counter_ns() - start
-        _resolve_all(batch, results)
+        # Recorded before the callers are answered: a client that has its answer finds
+        # its request in the statistics.
         if self._on_batch is not None:
             record = BatchRecord(
                 rows, len(batch), queue_ns, compute_ns, ok, feeds, outputs if ok else None
@@ -289,6 +290,7 @@ class Batcher:
                 self._on_batch(record)
             except Exception:  # statistics and monitoring never take serving down
                 log.exception("model %r: recording a batch failed", self.name)
+        _resolve_all(batch, results)
 
     def _isolate(self, batch: list[_Request], exc: ApplianceError) -> list[Feeds | ApplianceError]:
         """A batch failed: rerun its requests one by one, so one bad request fails alone."""
