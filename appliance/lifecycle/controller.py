@@ -22,9 +22,10 @@ One change at a time: the lifecycle holds a lock for the whole of each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,12 @@ class Lifecycle:
         self._grace = grace_s
         self._lock = asyncio.Lock()
 
+    @contextlib.contextmanager
+    def _action(self, action: str, who: str, **fields: Any) -> Iterator[Entry]:
+        """One admin action: audited, and a repository that refuses writes said plainly."""
+        with audited(self._audit, action, who, **fields) as entry, storage_errors(self._root):
+            yield entry
+
     def _folder(self, name: str, version: int) -> Path:
         return self._root / name / str(version)
 
@@ -102,17 +109,9 @@ class Lifecycle:
         who: str,
     ) -> PushResult:
         """Receive a package, verify, self-test and install it; activate it if asked."""
-        with (
-            audited(
-                self._audit,
-                "push",
-                who,
-                package=filename,
-                activate=activate,
-                allow_downgrade=allow_downgrade,
-            ) as entry,
-            storage_errors(self._root),
-        ):
+        with self._action(
+            "push", who, package=filename, activate=activate, allow_downgrade=allow_downgrade
+        ) as entry:
             upload = self._staging.begin_upload(filename, total_size)
             try:
                 await self._receive(upload, chunks)
@@ -244,17 +243,9 @@ class Lifecycle:
     async def activate(
         self, name: str, version: int, *, allow_downgrade: bool, who: str
     ) -> SwitchResult:
-        with (
-            audited(
-                self._audit,
-                "activate",
-                who,
-                model=name,
-                version=version,
-                allow_downgrade=allow_downgrade,
-            ) as entry,
-            storage_errors(self._root),
-        ):
+        with self._action(
+            "activate", who, model=name, version=version, allow_downgrade=allow_downgrade
+        ) as entry:
             async with self._lock:
                 started = time.monotonic()
                 entry["digest"] = self._state.digest(name, version)
@@ -269,7 +260,7 @@ class Lifecycle:
                 return SwitchResult(name, version, previous, time.monotonic() - started)
 
     async def rollback(self, name: str, *, who: str) -> SwitchResult:
-        with audited(self._audit, "rollback", who, model=name) as entry, storage_errors(self._root):
+        with self._action("rollback", who, model=name) as entry:
             async with self._lock:
                 started = time.monotonic()
                 version = self._rollback_target(name)
@@ -319,10 +310,7 @@ class Lifecycle:
         )
 
     async def remove(self, name: str, version: int, *, who: str) -> None:
-        with (
-            audited(self._audit, "remove", who, model=name, version=version) as entry,
-            storage_errors(self._root),
-        ):
+        with self._action("remove", who, model=name, version=version) as entry:
             async with self._lock:
                 entry["digest"] = self._state.digest(name, version)
                 if version in (
