@@ -136,7 +136,11 @@ class Daemon:
 
     async def _start_admin(self, lifecycle: Lifecycle) -> None:
         admin = AdminServer(
-            self.config.admin, lifecycle, self.status, auth=self.config.auth, audit=self.audit
+            self.config.admin,
+            lifecycle,
+            self.status,
+            authenticator=self.authenticator,
+            audit=self.audit,
         )
         try:
             await admin.start()

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog
-from appliance.config import AuthConfig
 from appliance.errors import ConfigError, PermissionDeniedError, UnauthenticatedError
-from appliance.security.identity import Identity, authorize
+from appliance.security.identity import Authenticator, Identity, authorize
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +157,15 @@ def _remove_stale(path: Path) -> None:
 class CertificateAdmins:
     """Callers of the TCP admin service: verified client certificates with the admin role.
 
-    Roles come from ``[auth]`` exactly as on the inference port: the certificate's common
-    name in ``[[auth.certificates]]``, else ``auth.certificate_roles`` (``["infer"]`` by
-    default). So a certificate the hospital CA issued to an inference client cannot
-    change the served models, even when ``admin.tls.client_ca`` is the same CA.
+    Roles are the inference port's (``Authenticator.certificate_roles``): the certificate's
+    common name in ``[[auth.certificates]]``, else ``auth.certificate_roles``
+    (``["infer"]`` by default). So a certificate the hospital CA issued to an inference
+    client cannot change the served models, even when ``admin.tls.client_ca`` is the
+    same CA.
     """
 
-    def __init__(self, auth: AuthConfig, audit: AuditLog):
-        self._roles = {c.common_name: frozenset(c.roles) for c in auth.certificates}
-        self._default = frozenset(auth.certificate_roles)
+    def __init__(self, authenticator: Authenticator, audit: AuditLog):
+        self._authenticator = authenticator
         self._audit = audit
 
     def identify(self, auth_context: dict[str, Any], peer: str) -> str:
@@ -175,7 +174,8 @@ class CertificateAdmins:
         names = auth_context.get("x509_common_name") or [b""]
         common_name = names[0].decode(errors="replace")
         try:
-            authorize(Identity(who, self._roles.get(common_name, self._default)), "admin", "admin")
+            roles = self._authenticator.certificate_roles(common_name)
+            authorize(Identity(who, roles), "admin", "admin")
         except PermissionDeniedError as exc:
             self._audit.record(
                 "auth.refused",

@@ -18,9 +18,10 @@ from appliance._proto import admin_pb2_grpc as pb_grpc
 from appliance.admin._peers import CertificateAdmins, UnixSocketGate
 from appliance.admin.servicer import AdminServicer, Context
 from appliance.audit import AuditLog
-from appliance.config import AdminConfig, AdminTLSConfig, AuthConfig
+from appliance.config import AdminConfig, AdminTLSConfig
 from appliance.errors import ConfigError
 from appliance.lifecycle import DaemonStatus, Lifecycle
+from appliance.security.identity import Authenticator
 from appliance.servicers import ErrorBoundary
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,11 @@ class AdminServer:
         lifecycle: Lifecycle,
         status: Callable[[], DaemonStatus],
         *,
-        auth: AuthConfig,
+        authenticator: Authenticator,
         audit: AuditLog,
     ):
         self.config = config
-        self._admins = CertificateAdmins(auth, audit)
+        self._admins = CertificateAdmins(authenticator, audit)
         self._lifecycle = lifecycle
         self._status = status
         self._server: grpc.aio.Server | None = None

@@ -131,6 +131,11 @@ class Authenticator:
             "anonymously behind a trusted network layer, set auth.enabled = false"
         )
 
+    def certificate_roles(self, common_name: str) -> frozenset[Role]:
+        """Roles of a verified client certificate: its ``[[auth.certificates]]`` entry, else
+        ``auth.certificate_roles``."""
+        return self._certificates.get(common_name, self._certificate_roles)
+
     def identify(
         self, metadata: Iterable[tuple[str, str | bytes]], peer_auth: Mapping[str, Iterable[bytes]]
     ) -> Identity:
@@ -148,8 +153,7 @@ class Authenticator:
         names = list(peer_auth.get("x509_common_name", ())) if self._certificates_checked else []
         if names:
             common_name = names[0].decode(errors="replace")
-            roles = self._certificates.get(common_name, self._certificate_roles)
-            return Identity(f"cert:{common_name}", roles)
+            return Identity(f"cert:{common_name}", self.certificate_roles(common_name))
         raise UnauthenticatedError(
             "expected credentials (an 'authorization: Bearer TOKEN' header"
             + (" or a client certificate" if self._certificates_checked else "")
