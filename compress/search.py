@@ -146,9 +146,13 @@ class Search:
                          granularity=step.sensitivity)
         self.sensitivity[key] = ranked
         out = []
+        capable = set(
+            blockwise_capable(prepared, fallback_exclusions(ranked, len(ranked)))
+            if step.fallback == "blockwise" else ()
+        )  # read the model once, not once per k
         for k in range(1, min(limit, len(ranked)) + 1):
             spared = fallback_exclusions(ranked, k)
-            in_blocks = blockwise_capable(prepared, spared) if step.fallback == "blockwise" else ()
+            in_blocks = tuple(n for n in spared if n in capable)
             fallback = replace(
                 config,
                 exclude=tuple(n for n in spared if n not in in_blocks),

@@ -69,11 +69,12 @@ def _train_as_update(msg: Message, context: Context, call_next: ClientAppCallabl
         local_arrays[name].astype(np.float64) - global_arrays[name].astype(np.float64)
         for name in global_arrays
     ]
-    _warn_if_clipped(update, int(cast(float, metrics[WEIGHT_KEY])), settings)
+    num_examples = int(cast(float, metrics[WEIGHT_KEY]))
+    _warn_if_clipped(update, num_examples, settings)
     fit_res = FitRes(
         status=Status(Code.OK, "trained"),
         parameters=ndarrays_to_parameters(update),
-        num_examples=int(cast(float, metrics[WEIGHT_KEY])),
+        num_examples=num_examples,
         metrics={name: cast(Scalar, value) for name, value in metrics.items()},
     )
     return Message(compat.fitres_to_recorddict(fit_res, keep_input=True), reply_to=msg)
