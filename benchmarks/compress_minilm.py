@@ -61,17 +61,32 @@ def _recipe(work: Path, args: argparse.Namespace) -> Recipe:
         "version": 1,
         "task": "embedding",
         "source": {"huggingface": str(minilm_folder())},
-        "data": {"train": {"path": "train.txt", "label": None},
-                 "calibration": {"path": "train.txt", "label": None, "limit": 256},
-                 "eval": {"path": "eval.txt", "label": None}},
-        "steps": {
-            "distill": {"layers": args.layers, "epochs": args.epochs, "lr": args.lr,
-                        "batch_size": 32},
-            "quantize": {"modes": ["dynamic"], "per_channel": [True],
-                         "fallback_max_layers": 2, "calibration_samples": 128},
+        "data": {
+            "train": {"path": "train.txt", "label": None},
+            "calibration": {"path": "train.txt", "label": None, "limit": 256},
+            "eval": {"path": "eval.txt", "label": None},
         },
-        "target": {"provider": "cpu", "threads": 2, "seq_length": 128,
-                   "throughput_batch": 32, "latency_runs": 8},
+        "steps": {
+            "distill": {
+                "layers": args.layers,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "batch_size": 32,
+            },
+            "quantize": {
+                "modes": ["dynamic"],
+                "per_channel": [True],
+                "fallback_max_layers": 2,
+                "calibration_samples": 128,
+            },
+        },
+        "target": {
+            "provider": "cpu",
+            "threads": 2,
+            "seq_length": 128,
+            "throughput_batch": 32,
+            "latency_runs": 8,
+        },
         "budget": {"metric": "cosine", "max_drop": None, "min_value": 0.98},
         "package": {"key": "keys/private.pem", "max_batch_size": 32},
     }
@@ -83,8 +98,14 @@ def _int8_recipe(main: Recipe) -> Recipe:
     sensitivity fallback spares the most sensitive MatMuls (8-bit blocks) until it holds."""
     raw = main.model_dump(mode="json", exclude={"base_dir"})
     raw["name"] = "minilm-clinical-int8"
-    raw["steps"] = {"quantize": {"modes": ["dynamic"], "per_channel": [True],
-                                 "fallback_max_layers": 8, "sensitivity": "node"}}
+    raw["steps"] = {
+        "quantize": {
+            "modes": ["dynamic"],
+            "per_channel": [True],
+            "fallback_max_layers": 8,
+            "sensitivity": "node",
+        }
+    }
     raw["budget"] = {"metric": "cosine", "max_drop": None, "min_value": 0.995}
     return parse_recipe(raw, main.base_dir)
 
@@ -95,8 +116,9 @@ def _optimum_default(fp32_dir: Path, out_dir: Path) -> tuple[Path, str]:
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    preset = "avx512_vnni" if "avx512_vnni" in flags else (
-        "avx512" if "avx512f" in flags else "avx2")
+    preset = (
+        "avx512_vnni" if "avx512_vnni" in flags else ("avx512" if "avx512f" in flags else "avx2")
+    )
     config = getattr(AutoQuantizationConfig, preset)(is_static=False)
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -110,8 +132,13 @@ def _export_with_optimum(out_dir: Path) -> Path:
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        main_export(str(minilm_folder()), output=out_dir, task="feature-extraction",
-                    library_name="transformers", do_validation=False)
+        main_export(
+            str(minilm_folder()),
+            output=out_dir,
+            task="feature-extraction",
+            library_name="transformers",
+            do_validation=False,
+        )
     return out_dir
 
 
@@ -119,8 +146,7 @@ def _time(evaluator: Evaluator, path: Path) -> tuple[float, float]:
     """Median over repeats of (samples/s at batch 32, ms at batch 1)."""
     session = evaluator.session(path)
     results = [evaluator.speed(session) for _ in range(_REPEATS)]
-    return (statistics.median(r[1] for r in results),
-            statistics.median(r[0] for r in results))
+    return (statistics.median(r[1] for r in results), statistics.median(r[0] for r in results))
 
 
 def _measure(evaluator: Evaluator, paths: dict[str, Path]) -> list[Row]:
@@ -146,9 +172,11 @@ def _versions() -> str:
     import torch
     import transformers
 
-    return (f"Python {platform.python_version()}, torch {torch.__version__}, onnx "
-            f"{onnx.__version__}, onnxruntime-gpu {onnxruntime.__version__} (CPU provider), "
-            f"optimum {optimum.version.__version__}, transformers {transformers.__version__}")
+    return (
+        f"Python {platform.python_version()}, torch {torch.__version__}, onnx "
+        f"{onnx.__version__}, onnxruntime-gpu {onnxruntime.__version__} (CPU provider), "
+        f"optimum {optimum.version.__version__}, transformers {transformers.__version__}"
+    )
 
 
 def _machine() -> str:
@@ -159,8 +187,10 @@ def _machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{model}, {os.cpu_count()} logical cores, {platform.system()} "
-            f"{platform.release()}; load average {load:.1f} when the run ended")
+    return (
+        f"{model}, {os.cpu_count()} logical cores, {platform.system()} "
+        f"{platform.release()}; load average {load:.1f} when the run ended"
+    )
 
 
 MISSED_NOTE = """## Where a target is missed
@@ -186,8 +216,7 @@ def _check(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def _targets(rows: dict[str, Row], selected: str, optimum: str,
-             fallback: str | None) -> list[str]:
+def _targets(rows: dict[str, Row], selected: str, optimum: str, fallback: str | None) -> list[str]:
     fp32, best = rows["fp32 (ours, export)"], rows[selected]
     int8 = rows["int8 dynamic per-channel (ours)"]
     if fallback is not None and int8.cosine < 0.995:
@@ -195,8 +224,11 @@ def _targets(rows: dict[str, Row], selected: str, optimum: str,
     opt = rows[optimum]
     size_x, speed_x = fp32.size_mb / best.size_mb, best.throughput / fp32.throughput
     int8_x = int8.throughput / fp32.throughput
-    ours_eq = [r for n, r in rows.items() if n not in (optimum,) and r.cosine >= opt.cosine
-               and not n.startswith("fp32")]
+    ours_eq = [
+        r
+        for n, r in rows.items()
+        if n not in (optimum,) and r.cosine >= opt.cosine and not n.startswith("fp32")
+    ]
     fastest_eq = max(ours_eq, key=lambda r: r.throughput, default=None)
     lines = [
         "| target | required | measured | |",
@@ -209,27 +241,46 @@ def _targets(rows: dict[str, Row], selected: str, optimum: str,
         f"| int8-only faster (batch 32) | >= 1.9x | {int8_x:.2f}x | {_check(int8_x >= 1.9)} |",
     ]
     if fastest_eq is None:
-        lines.append(f"| ours faster than Optimum at >= its cosine ({opt.cosine:.4f}) | yes | "
-                     "no variant of ours reaches its cosine | MISSED |")
+        lines.append(
+            f"| ours faster than Optimum at >= its cosine ({opt.cosine:.4f}) | yes | "
+            "no variant of ours reaches its cosine | MISSED |"
+        )
     else:
         ratio = fastest_eq.throughput / opt.throughput
-        lines.append(f"| ours ({fastest_eq.name}, cosine {fastest_eq.cosine:.4f}) faster than "
-                     f"Optimum's default (cosine {opt.cosine:.4f}) | > 1x | {ratio:.2f}x | "
-                     f"{_check(ratio > 1)} |")
+        lines.append(
+            f"| ours ({fastest_eq.name}, cosine {fastest_eq.cosine:.4f}) faster than "
+            f"Optimum's default (cosine {opt.cosine:.4f}) | > 1x | {ratio:.2f}x | "
+            f"{_check(ratio > 1)} |"
+        )
     return lines
 
 
-def _write(results: Path, rows: list[Row], result: CompressResult, *, selected: str,
-           optimum: str, preset: str, seconds: float, args: argparse.Namespace,
-           fallback: str | None, int8_run: CompressResult) -> None:
+def _write(
+    results: Path,
+    rows: list[Row],
+    result: CompressResult,
+    *,
+    selected: str,
+    optimum: str,
+    preset: str,
+    seconds: float,
+    args: argparse.Namespace,
+    fallback: str | None,
+    int8_run: CompressResult,
+) -> None:
     by_name = {r.name: r for r in rows}
     fp32 = by_name["fp32 (ours, export)"]
-    table = ["| variant | cosine to teacher | batch 32 (samples/s) | vs fp32 | batch 1 (ms) | "
-             "size (MB) | vs fp32 |", "|---|---|---|---|---|---|---|"]
+    table = [
+        "| variant | cosine to teacher | batch 32 (samples/s) | vs fp32 | batch 1 (ms) | "
+        "size (MB) | vs fp32 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        table.append(f"| {r.name} | {r.cosine:.4f} | {r.throughput:.1f} | "
-                     f"{r.throughput / fp32.throughput:.2f}x | {r.latency_ms:.1f} | "
-                     f"{r.size_mb:.1f} | {fp32.size_mb / r.size_mb:.2f}x smaller |")
+        table.append(
+            f"| {r.name} | {r.cosine:.4f} | {r.throughput:.1f} | "
+            f"{r.throughput / fp32.throughput:.2f}x | {r.latency_ms:.1f} | "
+            f"{r.size_mb:.1f} | {fp32.size_mb / r.size_mb:.2f}x smaller |"
+        )
     text = [
         "# Compressing MiniLM-L6 for a 2-core CPU",
         "",
@@ -259,21 +310,30 @@ def _write(results: Path, rows: list[Row], result: CompressResult, *, selected: 
     best = by_name[selected]
     if fp32.size_mb / best.size_mb < 4 or best.throughput / fp32.throughput < 3:
         text += [MISSED_NOTE, ""]
-    for title, run_result in (("main run (budget cosine >= 0.98)", result),
-                              ("int8-only run (budget cosine >= 0.995)", int8_run)):
-        text += [f"## Pipeline report: {title}", "",
-                 "Every variant the pipeline made, with its own single-pass timings:", ""]
+    for title, run_result in (
+        ("main run (budget cosine >= 0.98)", result),
+        ("int8-only run (budget cosine >= 0.995)", int8_run),
+    ):
+        text += [
+            f"## Pipeline report: {title}",
+            "",
+            "Every variant the pipeline made, with its own single-pass timings:",
+            "",
+        ]
         report = run_result.report.read_text().split("## Variants", 1)[-1]
-        text += [line for line in report.splitlines()
-                 if line.startswith(("|", "## ", "Metric drop"))]
+        text += [
+            line for line in report.splitlines() if line.startswith(("|", "## ", "Metric drop"))
+        ]
         text.append("")
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text("\n".join(text) + "\n", encoding="utf-8")
 
 
 def _name_of(variant: str) -> str:
-    return {"baseline-fp32": "fp32 (ours, export)",
-            "baseline-int8-dyn-pc": "int8 dynamic per-channel (ours)"}.get(variant, variant)
+    return {
+        "baseline-fp32": "fp32 (ours, export)",
+        "baseline-int8-dyn-pc": "int8 dynamic per-channel (ours)",
+    }.get(variant, variant)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--layers", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[0, 2, 4, 5])
+    parser.add_argument(
+        "--layers", type=lambda s: [int(x) for x in s.split(",")], default=[0, 2, 4, 5]
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
@@ -298,20 +359,27 @@ def main(argv: list[str] | None = None) -> int:
         generate_keypair(work / "keys")
         recipe = _recipe(work, args)
         result = run(recipe, out, show_progress=sys.stderr.isatty(), raise_on_budget=False)
-        int8_run = run(_int8_recipe(recipe), out / "int8-only",
-                       show_progress=sys.stderr.isatty(), raise_on_budget=False)
+        int8_run = run(
+            _int8_recipe(recipe),
+            out / "int8-only",
+            show_progress=sys.stderr.isatty(),
+            raise_on_budget=False,
+        )
         variants = {v.name: v for v in result.search.variants}
         for v in int8_run.search.variants:
             if _is_fallback(v.name):
                 variants[v.name] = v
         selected = result.search.selected
-        optimum_model, preset = _optimum_default(_export_with_optimum(work / "optimum-fp32"),
-                                                 work / "optimum-int8")
+        optimum_model, preset = _optimum_default(
+            _export_with_optimum(work / "optimum-fp32"), work / "optimum-int8"
+        )
         optimum = "Optimum default dynamic int8"
-        paths = {_name_of(n): v.path for n, v in variants.items()
-                 if not _is_fallback(n) or v.in_budget}
-        fallback = next((_name_of(n) for n, v in variants.items()
-                         if _is_fallback(n) and v.in_budget), None)
+        paths = {
+            _name_of(n): v.path for n, v in variants.items() if not _is_fallback(n) or v.in_budget
+        }
+        fallback = next(
+            (_name_of(n) for n, v in variants.items() if _is_fallback(n) and v.in_budget), None
+        )
         paths[optimum] = optimum_model
         evaluator = Evaluator(*_evaluation(recipe, result))
         evaluator.reference = evaluator.outputs(evaluator.session(result.search.baseline.path))
@@ -319,9 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         selected_name = _name_of(selected.name) if selected else "(none in budget)"
         if selected is None:
             selected_name = max(rows, key=lambda r: r.cosine if r.name != optimum else 0).name
-        _write(args.results, rows, result, selected=selected_name, optimum=optimum,
-               preset=preset, seconds=time.perf_counter() - started, args=args,
-               fallback=fallback, int8_run=int8_run)
+        _write(
+            args.results,
+            rows,
+            result,
+            selected=selected_name,
+            optimum=optimum,
+            preset=preset,
+            seconds=time.perf_counter() - started,
+            args=args,
+            fallback=fallback,
+            int8_run=int8_run,
+        )
         print(f"wrote {args.results}")
         if result.package is not None:
             print(f"package: {result.package}")
@@ -335,8 +412,13 @@ def _evaluation(recipe: Recipe, result: CompressResult) -> tuple[Any, ...]:
 
     _, tokenizer = load_minilm()
     data = load_dataset(recipe.data.eval, recipe.resolve(recipe.data.eval.path))
-    return (data, InputAdapter(tokenizer, recipe.target.seq_length), recipe.task,
-            recipe.target, recipe.budget)
+    return (
+        data,
+        InputAdapter(tokenizer, recipe.target.seq_length),
+        recipe.task,
+        recipe.target,
+        recipe.budget,
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,11 @@ def _load_table(path: Path, spec: DataSpec) -> Dataset:
         raise DataError(f"{path}: could not read the table: {exc}") from exc
     columns = list(frame.columns)
     for role, column in (("label", spec.label), ("group", spec.group)):
-        if column is not None and column not in columns and not (role == "label"
-                                                                   and column == "label"):
+        if (
+            column is not None
+            and column not in columns
+            and not (role == "label" and column == "label")
+        ):
             raise DataError(f"{path}: expected a {role} column {column!r}; columns are {columns}")
     reserved = {spec.label, spec.group}
     features = spec.features or [c for c in columns if c not in reserved]
@@ -123,15 +126,17 @@ def _load_numpy(path: Path, spec: DataSpec) -> Dataset:
             groups = None
             if spec.group:
                 if spec.group not in arrays.files:
-                    raise DataError(f"{path}: expected a group array {spec.group!r}, "
-                                    f"found {arrays.files}")
+                    raise DataError(
+                        f"{path}: expected a group array {spec.group!r}, found {arrays.files}"
+                    )
                 groups = arrays[spec.group].astype(str)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: could not read the arrays: {exc}") from exc
     for name, array in (("labels", y), ("groups", groups)):
         if array is not None and len(array) != len(x):
             raise DataError(
-                f"{path}: expected {len(x)} {name} (one per row of x), got {len(array)}")
+                f"{path}: expected {len(x)} {name} (one per row of x), got {len(array)}"
+            )
     x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
     return Dataset(x=x, y=_labels(y, path), groups=groups)
 
@@ -177,18 +182,21 @@ def _load_image_folder(folder: Path) -> Dataset:
     shapes = {image.shape for image in images}
     if len(shapes) > 1:
         raise DataError(f"{folder}: expected images of one size, got shapes {sorted(shapes)}")
-    return Dataset(x=np.stack(images), y=np.asarray(labels, dtype=np.int64),
-                   classes=tuple(classes))
+    return Dataset(x=np.stack(images), y=np.asarray(labels, dtype=np.int64), classes=tuple(classes))
 
 
 def check_compatible(data: Dataset, reference: Dataset, what: str) -> None:
     """Eval/calibration data must have the training data's input shape and kind."""
     if isinstance(data.x, list) != isinstance(reference.x, list):
         raise DataError(f"{what}: expected the same kind of inputs (text vs arrays) as training")
-    if (isinstance(data.x, np.ndarray) and isinstance(reference.x, np.ndarray)
-            and data.x.shape[1:] != reference.x.shape[1:]):
-        raise DataError(f"{what}: expected samples of shape {reference.x.shape[1:]}, "
-                        f"got {data.x.shape[1:]}")
+    if (
+        isinstance(data.x, np.ndarray)
+        and isinstance(reference.x, np.ndarray)
+        and data.x.shape[1:] != reference.x.shape[1:]
+    ):
+        raise DataError(
+            f"{what}: expected samples of shape {reference.x.shape[1:]}, got {data.x.shape[1:]}"
+        )
 
 
 __all__ = ["Dataset", "check_compatible", "load_dataset"]

@@ -41,17 +41,23 @@ class Metrics:
     memory_mb: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {**self.scores, "latency_ms_b1": self.latency_ms,
-                "throughput_b32": self.throughput, "size_mb": self.size_mb,
-                "memory_mb": self.memory_mb}
+        return {
+            **self.scores,
+            "latency_ms_b1": self.latency_ms,
+            "throughput_b32": self.throughput,
+            "size_mb": self.size_mb,
+            "memory_mb": self.memory_mb,
+        }
 
 
 def providers_for(target: Target) -> list[str]:
     """The ORT providers for the target; decided once, quietly (see PITFALLS on CUDA)."""
     if target.provider == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise CompressError("target.provider is 'cuda' but this ONNX Runtime has no CUDA "
-                                "provider; evaluate on a GPU box or set provider: cpu")
+            raise CompressError(
+                "target.provider is 'cuda' but this ONNX Runtime has no CUDA "
+                "provider; evaluate on a GPU box or set provider: cpu"
+            )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
@@ -74,14 +80,17 @@ def classification_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]
     predicted = logits.argmax(axis=1)
     shifted = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-    scores = {"accuracy": float(accuracy_score(y, predicted)),
-              "f1": float(f1_score(y, predicted, average="macro"))}
+    scores = {
+        "accuracy": float(accuracy_score(y, predicted)),
+        "f1": float(f1_score(y, predicted, average="macro")),
+    }
     try:
         if probs.shape[1] == 2:
             scores["auroc"] = float(roc_auc_score(y, probs[:, 1]))
         else:
-            scores["auroc"] = float(roc_auc_score(y, probs, multi_class="ovr",
-                                                  labels=list(range(probs.shape[1]))))
+            scores["auroc"] = float(
+                roc_auc_score(y, probs, multi_class="ovr", labels=list(range(probs.shape[1])))
+            )
     except ValueError:  # a single class present in y: AUROC undefined
         scores["auroc"] = float("nan")
     return scores
@@ -90,8 +99,9 @@ def classification_scores(logits: np.ndarray, y: np.ndarray) -> dict[str, float]
 class Evaluator:
     """Scores variants on one evaluation set; embeddings compare to ``reference``."""
 
-    def __init__(self, data: Dataset, adapter: InputAdapter, task: str, target: Target,
-                 budget: Budget):
+    def __init__(
+        self, data: Dataset, adapter: InputAdapter, task: str, target: Target, budget: Budget
+    ):
         if task == "classification" and data.y is None:
             raise CompressError("data.eval: expected labels for a classification task")
         self.data, self.adapter, self.task = data, adapter, task
@@ -106,8 +116,9 @@ class Evaluator:
             options.intra_op_num_threads = self.target.threads
         return ort.InferenceSession(str(path), options, providers=self.providers)
 
-    def _feed(self, session: ort.InferenceSession, x: np.ndarray | list[str],
-              pad_to_max: bool = False) -> dict[str, np.ndarray]:
+    def _feed(
+        self, session: ort.InferenceSession, x: np.ndarray | list[str], pad_to_max: bool = False
+    ) -> dict[str, np.ndarray]:
         names = {i.name for i in session.get_inputs()}
         return {k: v for k, v in self.adapter.arrays(x, pad_to_max).items() if k in names}
 
@@ -139,8 +150,10 @@ class Evaluator:
     def group_scores(self, outputs: np.ndarray) -> dict[str, float]:
         if self.data.groups is None:
             return {}
-        return {str(g): self.scores(outputs, np.flatnonzero(self.data.groups == g))[
-            self.budget.metric] for g in sorted(set(self.data.groups.tolist()))}
+        return {
+            str(g): self.scores(outputs, np.flatnonzero(self.data.groups == g))[self.budget.metric]
+            for g in sorted(set(self.data.groups.tolist()))
+        }
 
     def _speed_inputs(self, n: int) -> np.ndarray | list[str]:
         reps = -(-n // len(self.data))
@@ -148,8 +161,7 @@ class Evaluator:
             return (self.data.x * reps)[:n]
         return np.concatenate([self.data.x] * reps)[:n]
 
-    def _time(self, session: ort.InferenceSession, feed: dict[str, np.ndarray],
-              runs: int) -> float:
+    def _time(self, session: ort.InferenceSession, feed: dict[str, np.ndarray], runs: int) -> float:
         session.run(None, feed)  # warm-up: first run allocates
         times = []
         for _ in range(runs):
@@ -179,8 +191,12 @@ class Evaluator:
         session = self.session(path)
         outputs = self.outputs(session)
         scores = self.scores(outputs)
-        metrics = Metrics(metric=scores[self.budget.metric], scores=scores,
-                          groups=self.group_scores(outputs), size_mb=model_size_mb(path))
+        metrics = Metrics(
+            metric=scores[self.budget.metric],
+            scores=scores,
+            groups=self.group_scores(outputs),
+            size_mb=model_size_mb(path),
+        )
         if timing:
             metrics.latency_ms, metrics.throughput = self.speed(session)
         metrics.memory_mb = max(0.0, (psutil.Process().memory_info().rss - rss) / 1e6)
@@ -198,8 +214,10 @@ def budget_violations(metrics: Metrics, baseline: Metrics, budget: Budget) -> li
     checks += [(f"group {g}", v, baseline.groups.get(g, v)) for g, v in metrics.groups.items()]
     for where, value, before in checks:
         if budget.max_drop is not None and value < before - budget.max_drop - 1e-12:
-            reasons.append(f"{where}: {budget.metric} {value:.4f} is {before - value:.4f} below "
-                           f"{before:.4f} (max drop {budget.max_drop})")
+            reasons.append(
+                f"{where}: {budget.metric} {value:.4f} is {before - value:.4f} below "
+                f"{before:.4f} (max drop {budget.max_drop})"
+            )
         if budget.min_value is not None and value < budget.min_value:
             reasons.append(f"{where}: {budget.metric} {value:.4f} < minimum {budget.min_value}")
     return reasons

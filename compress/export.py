@@ -44,9 +44,14 @@ def export_module(model: nn.Module, example: np.ndarray, out_path: Path) -> Path
     try:
         with _quiet():
             program = torch.onnx.export(
-                model, (x,), dynamo=True, input_names=[ARRAY_INPUT],
-                output_names=[ARRAY_OUTPUT], dynamic_shapes=({0: batch},),
-                opset_version=OPSET, verbose=False,
+                model,
+                (x,),
+                dynamo=True,
+                input_names=[ARRAY_INPUT],
+                output_names=[ARRAY_OUTPUT],
+                dynamic_shapes=({0: batch},),
+                opset_version=OPSET,
+                verbose=False,
             )
         if program is None:
             raise ExportError("torch.onnx.export returned no program")
@@ -72,8 +77,7 @@ def export_huggingface(model: nn.Module, out_path: Path, task: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="compress-export-") as tmp:
         try:
             with _quiet():
-                onnx_export_from_model(model, tmp, task=task, do_validation=False,
-                                       opset=OPSET)
+                onnx_export_from_model(model, tmp, task=task, do_validation=False, opset=OPSET)
         except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError
             raise ExportError(
                 f"Optimum could not export {type(model).__name__} for task {task!r}: "

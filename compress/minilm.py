@@ -33,7 +33,8 @@ def load_minilm() -> tuple[Any, Any]:
     folder = minilm_folder()
     model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-        folder, local_files_only=True)
+        folder, local_files_only=True
+    )
     return model, tokenizer
 
 
@@ -51,8 +52,7 @@ def minilm_int8(out_dir: Path) -> Path:
     """``out_dir/minilm-int8.onnx``: dynamic int8, per-channel weights (cosine ~0.995)."""
     path = out_dir / "minilm-int8.onnx"
     if not path.exists():
-        quantize_model(minilm_fp32(out_dir), path, QuantizeConfig(mode="dynamic",
-                                                                  per_channel=True))
+        quantize_model(minilm_fp32(out_dir), path, QuantizeConfig(mode="dynamic", per_channel=True))
     return path
 
 

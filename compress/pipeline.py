@@ -69,9 +69,13 @@ class _Progress:
     """Rich progress bars for long steps; silent when ``show`` is false (tests, scripts)."""
 
     def __init__(self, show: bool):
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                             TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                             disable=not show)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            disable=not show,
+        )
         self._task = self._bar.add_task("starting", total=None)
 
     def __enter__(self) -> _Progress:
@@ -88,6 +92,7 @@ class _Progress:
     def epochs(self, label: str) -> Callable[[int, int], None]:
         def update(done: int, total: int) -> None:
             self._bar.update(self._task, description=label, completed=done, total=total)
+
         return update
 
 
@@ -111,15 +116,27 @@ def _recovery(recipe: Recipe) -> DistillConfig:
     prune = recipe.steps.prune
     if prune is None:
         raise RecipeError("steps.prune: missing key")
-    return DistillConfig(epochs=max(1, prune.finetune_epochs), lr=prune.lr,
-                         batch_size=prune.batch_size, seed=recipe.seed)
+    return DistillConfig(
+        epochs=max(1, prune.finetune_epochs),
+        lr=prune.lr,
+        batch_size=prune.batch_size,
+        seed=recipe.seed,
+    )
 
 
 class _Candidates:
     """Makes the float candidates (baseline, distilled, pruned) as ONNX files."""
 
-    def __init__(self, recipe: Recipe, source: SourceModel, data: _Data, adapter: InputAdapter,
-                 *, workdir: Path, progress: _Progress):
+    def __init__(
+        self,
+        recipe: Recipe,
+        source: SourceModel,
+        data: _Data,
+        adapter: InputAdapter,
+        *,
+        workdir: Path,
+        progress: _Progress,
+    ):
         self.recipe, self.source, self.data, self.adapter = recipe, source, data, adapter
         self.workdir, self.progress = workdir, progress
 
@@ -127,8 +144,9 @@ class _Candidates:
         self.progress.step(f"exporting {stage}")
         raw = self.workdir / f"{stage}-export.onnx"
         if self.source.kind == "huggingface":
-            task = ("feature-extraction" if self.recipe.task == "embedding"
-                    else "text-classification")
+            task = (
+                "feature-extraction" if self.recipe.task == "embedding" else "text-classification"
+            )
             export_huggingface(model, raw, task)
         else:
             x = self.data.eval.x
@@ -159,13 +177,15 @@ class _Candidates:
             raise RecipeError("data.train: expected a data set for distill/prune, found none")
         return self.data.train
 
-    def _fit(self, teacher: nn.Module, student: nn.Module, config: DistillConfig,
-             label: str) -> nn.Module:
+    def _fit(
+        self, teacher: nn.Module, student: nn.Module, config: DistillConfig, label: str
+    ) -> nn.Module:
         train = self._train()
         callback = self.progress.epochs(label)
         if isinstance(train.x, list):
-            return distill_embeddings(teacher, student, train.x, self.adapter, config,
-                                      progress=callback)
+            return distill_embeddings(
+                teacher, student, train.x, self.adapter, config, progress=callback
+            )
         return distill_classifier(teacher, student, train.x, train.y, config, progress=callback)
 
     def distilled(self) -> nn.Module | None:
@@ -175,22 +195,32 @@ class _Candidates:
         teacher = self._teacher()
         if self.source.kind == "huggingface":
             if self.recipe.task != "embedding" or not step.layers:
-                raise RecipeError("steps.distill.layers: expected the teacher layers to keep "
-                                  "(Hugging Face embedding models)")
+                raise RecipeError(
+                    "steps.distill.layers: expected the teacher layers to keep "
+                    "(Hugging Face embedding models)"
+                )
             student = layer_student(teacher, step.layers)
         else:
             if step.student_kwargs is None:
-                raise RecipeError("steps.distill.student_kwargs: expected the student's "
-                                  "factory arguments, found none")
+                raise RecipeError(
+                    "steps.distill.student_kwargs: expected the student's "
+                    "factory arguments, found none"
+                )
             try:
-                student = self.source.factory(**{**self.recipe.source.kwargs,
-                                                 **step.student_kwargs})
+                student = self.source.factory(
+                    **{**self.recipe.source.kwargs, **step.student_kwargs}
+                )
             except TypeError as exc:
                 raise RecipeError(f"steps.distill.student_kwargs: rejected: {exc}") from exc
             _copy_buffers(teacher, student)
-        config = DistillConfig(epochs=step.epochs, lr=step.lr, batch_size=step.batch_size,
-                               temperature=step.temperature, alpha=step.alpha,
-                               seed=self.recipe.seed)
+        config = DistillConfig(
+            epochs=step.epochs,
+            lr=step.lr,
+            batch_size=step.batch_size,
+            temperature=step.temperature,
+            alpha=step.alpha,
+            seed=self.recipe.seed,
+        )
         return self._fit(teacher, student, config, "distilling")
 
     def pruned(self, model: nn.Module) -> nn.Module | None:
@@ -199,8 +229,9 @@ class _Candidates:
             return None
         self.progress.step("pruning")
         if self.source.kind == "huggingface":
-            pruned = prune_transformer(model, TransformerPruneConfig(ffn=step.structured,
-                                                                     heads=step.heads))
+            pruned = prune_transformer(
+                model, TransformerPruneConfig(ffn=step.structured, heads=step.heads)
+            )
         else:
             pruned = prune_channels(model, ChannelConfig(step.structured))
         if step.magnitude:
@@ -237,8 +268,9 @@ def _copy_buffers(teacher: nn.Module, student: nn.Module) -> None:
 
 def _calibration(data: Dataset, adapter: InputAdapter, n: int) -> list[dict[str, np.ndarray]]:
     x = data.x[:n]
-    return [adapter.arrays(x[i : i + _CALIBRATION_BATCH])
-            for i in range(0, len(x), _CALIBRATION_BATCH)]
+    return [
+        adapter.arrays(x[i : i + _CALIBRATION_BATCH]) for i in range(0, len(x), _CALIBRATION_BATCH)
+    ]
 
 
 def _labels(recipe: Recipe, data: _Data) -> tuple[str, ...] | None:
@@ -247,8 +279,16 @@ def _labels(recipe: Recipe, data: _Data) -> tuple[str, ...] | None:
     return data.eval.classes
 
 
-def _package(recipe: Recipe, result: SearchResult, data: _Data, adapter: InputAdapter,
-             *, source: SourceModel, out_dir: Path, key: Path) -> Path:
+def _package(
+    recipe: Recipe,
+    result: SearchResult,
+    data: _Data,
+    adapter: InputAdapter,
+    *,
+    source: SourceModel,
+    out_dir: Path,
+    key: Path,
+) -> Path:
     from appliance import __version__
     from appliance.package import (
         Manifest,
@@ -268,24 +308,39 @@ def _package(recipe: Recipe, result: SearchResult, data: _Data, adapter: InputAd
     # Integer kernels round differently per instruction set and provider.
     rtol, atol = (5e-2, 5e-2) if quantized else (1e-3, 1e-3)
     golden_x = data.eval.x[: recipe.package.golden_cases]
-    golden = make_golden(onnx_path, _only(adapter.arrays(golden_x), inputs),
-                         n=recipe.package.golden_cases, rtol=rtol, atol=atol)
+    golden = make_golden(
+        onnx_path,
+        _only(adapter.arrays(golden_x), inputs),
+        n=recipe.package.golden_cases,
+        rtol=rtol,
+        atol=atol,
+    )
     profile_x = data.calibration.x[:_PROFILE_SAMPLES]
-    profile = make_reference_profile(onnx_path, _only(adapter.arrays(profile_x), inputs),
-                                     task=recipe.task, labels=_labels(recipe, data))
+    profile = make_reference_profile(
+        onnx_path,
+        _only(adapter.arrays(profile_x), inputs),
+        task=recipe.task,
+        labels=_labels(recipe, data),
+    )
     recipe_dump: dict[str, Any] = recipe.model_dump(mode="json", exclude={"base_dir"})
     manifest = Manifest(
-        name=recipe.name, version=recipe.version, task=recipe.task,
-        inputs=inputs, outputs=outputs, labels=_labels(recipe, data),
+        name=recipe.name,
+        version=recipe.version,
+        task=recipe.task,
+        inputs=inputs,
+        outputs=outputs,
+        labels=_labels(recipe, data),
         max_batch_size=recipe.package.max_batch_size,
         provenance=Provenance(
-            source_model=source.description, recipe=recipe_dump,
+            source_model=source.description,
+            recipe=recipe_dump,
             metrics_before=result.baseline.metrics.as_dict(),
             metrics_after=selected.metrics.as_dict(),
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             tool=f"appliance {__version__}",
         ),
-        reference_profile=profile, golden=golden,
+        reference_profile=profile,
+        golden=golden,
     )
     return build_package(onnx_path, manifest, key, out_dir)
 
@@ -327,8 +382,13 @@ def _publish(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run(recipe: Recipe, out_dir: Path, key: Path | None = None,
-        show_progress: bool = True, raise_on_budget: bool = True) -> CompressResult:
+def run(
+    recipe: Recipe,
+    out_dir: Path,
+    key: Path | None = None,
+    show_progress: bool = True,
+    raise_on_budget: bool = True,
+) -> CompressResult:
     """Run ``recipe``; write variants, report and package into ``out_dir`` atomically.
 
     When no variant meets the budget the report is still published and ``BudgetError``
@@ -345,11 +405,14 @@ def run(recipe: Recipe, out_dir: Path, key: Path | None = None,
     with _staging(out_dir) as tmp, _Progress(show_progress) as progress:
         workdir = tmp / "variants"
         workdir.mkdir()
-        candidates = _Candidates(recipe, source, data, adapter, workdir=workdir,
-                                 progress=progress).all()
-        calibration = _calibration(data.calibration, adapter,
-                                   recipe.steps.quantize.calibration_samples
-                                   if recipe.steps.quantize else 256)
+        candidates = _Candidates(
+            recipe, source, data, adapter, workdir=workdir, progress=progress
+        ).all()
+        calibration = _calibration(
+            data.calibration,
+            adapter,
+            recipe.steps.quantize.calibration_samples if recipe.steps.quantize else 256,
+        )
         evaluator = Evaluator(data.eval, adapter, recipe.task, recipe.target, recipe.budget)
         if recipe.task == "embedding":
             evaluator.reference = evaluator.outputs(evaluator.session(candidates[0][1]))
@@ -357,21 +420,21 @@ def run(recipe: Recipe, out_dir: Path, key: Path | None = None,
         result = search.run(candidates)
         _drop_unused(workdir, result.variants)
         progress.step("writing the report")
-        report = write_report(result, tmp, recipe.name, recipe.budget.metric,
-                              _budget_text(recipe))
+        report = write_report(result, tmp, recipe.name, recipe.budget.metric, _budget_text(recipe))
         package = None
         if result.selected is not None and recipe.package is not None and key is not None:
             progress.step("packaging and signing")
-            package = _package(recipe, result, data, adapter, source=source, out_dir=tmp,
-                               key=key)
+            package = _package(recipe, result, data, adapter, source=source, out_dir=tmp, key=key)
         _publish(tmp, out_dir)
     report = out_dir / report.name
     if package is not None:
         package = out_dir / package.name
     _repoint(result, tmp / "variants", out_dir / "variants")
     if result.selected is None and raise_on_budget:
-        raise BudgetError(f"no variant meets the budget ({_budget_text(recipe)}); "
-                          f"see {report}; no package written")
+        raise BudgetError(
+            f"no variant meets the budget ({_budget_text(recipe)}); "
+            f"see {report}; no package written"
+        )
     return CompressResult(out_dir, report, package, result)
 
 

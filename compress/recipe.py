@@ -188,8 +188,10 @@ class Recipe(_Strict):
         if self.task == "classification" and self.budget.metric == "cosine":
             raise ValueError("budget.metric: 'cosine' applies to task 'embedding' only")
         if self.source.kind == "onnx" and (self.steps.distill or self.steps.prune):
-            raise ValueError("steps: distill and prune need a PyTorch or Hugging Face source, "
-                             "not an ONNX file; remove them or give the PyTorch model")
+            raise ValueError(
+                "steps: distill and prune need a PyTorch or Hugging Face source, "
+                "not an ONNX file; remove them or give the PyTorch model"
+            )
         if (self.steps.distill or self.steps.prune) and self.data.train is None:
             raise ValueError("data.train: expected a data set for distill/prune, found none")
         return self

@@ -12,8 +12,18 @@ from pathlib import Path
 
 from compress.search import SearchResult, Variant
 
-_COLUMNS = ["variant", "metric", "Δ vs fp32", "worst group", "latency b1 (ms)",
-            "throughput b32 (/s)", "size (MB)", "memory (MB)", "in budget", "notes"]
+_COLUMNS = [
+    "variant",
+    "metric",
+    "Δ vs fp32",
+    "worst group",
+    "latency b1 (ms)",
+    "throughput b32 (/s)",
+    "size (MB)",
+    "memory (MB)",
+    "in budget",
+    "notes",
+]
 
 
 def _row(v: Variant, result: SearchResult, metric: str) -> list[str]:
@@ -45,13 +55,24 @@ def pareto_plot(result: SearchResult, metric: str, out_path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     biggest = max(v.metrics.size_mb for v in result.variants) or 1.0
     for v in result.variants:
-        color = "tab:green" if v is result.selected else ("tab:blue" if v.in_budget
-                                                          else "tab:red")
+        color = "tab:green" if v is result.selected else ("tab:blue" if v.in_budget else "tab:red")
         area = 30 + 400 * v.metrics.size_mb / biggest
-        ax.scatter(v.metrics.latency_ms, v.metrics.metric, s=area, c=color, alpha=0.6,
-                   edgecolors="black", linewidths=0.5)
-        ax.annotate(v.name, (v.metrics.latency_ms, v.metrics.metric), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.scatter(
+            v.metrics.latency_ms,
+            v.metrics.metric,
+            s=area,
+            c=color,
+            alpha=0.6,
+            edgecolors="black",
+            linewidths=0.5,
+        )
+        ax.annotate(
+            v.name,
+            (v.metrics.latency_ms, v.metrics.metric),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("latency at batch 1 (ms)")
     ax.set_ylabel(metric)
     ax.set_title("Variants (green: selected, blue: in budget, red: over; size = area)")
@@ -65,15 +86,21 @@ def pareto_plot(result: SearchResult, metric: str, out_path: Path) -> Path:
 def _summary(result: SearchResult, name: str, metric: str, budget: str) -> list[str]:
     lines = [f"# Compression report: {name}", "", f"Budget: {budget}.", ""]
     if result.selected is None:
-        lines += ["**No variant meets the budget; no package was written.** Every variant "
-                  "is listed below with the reason it failed.", ""]
+        lines += [
+            "**No variant meets the budget; no package was written.** Every variant "
+            "is listed below with the reason it failed.",
+            "",
+        ]
     else:
         s, b = result.selected.metrics, result.baseline.metrics
         speed = s.throughput / b.throughput if b.throughput else math.nan
-        lines += [f"Selected **{result.selected.name}**: {metric} {s.metric:.4f} "
-                  f"(fp32 {b.metric:.4f}), {b.size_mb / s.size_mb:.1f}x smaller, "
-                  f"{speed:.2f}x the throughput at batch 32, "
-                  f"{b.latency_ms / s.latency_ms:.2f}x faster at batch 1.", ""]
+        lines += [
+            f"Selected **{result.selected.name}**: {metric} {s.metric:.4f} "
+            f"(fp32 {b.metric:.4f}), {b.size_mb / s.size_mb:.1f}x smaller, "
+            f"{speed:.2f}x the throughput at batch 32, "
+            f"{b.latency_ms / s.latency_ms:.2f}x faster at batch 1.",
+            "",
+        ]
     return lines
 
 
@@ -81,8 +108,10 @@ def _groups(result: SearchResult) -> list[list[str]]:
     if not result.baseline.metrics.groups:
         return []
     after = result.selected.metrics.groups if result.selected else {}
-    return [[g, f"{v:.4f}", f"{after[g]:.4f}" if g in after else "-"]
-            for g, v in result.baseline.metrics.groups.items()]
+    return [
+        [g, f"{v:.4f}", f"{after[g]:.4f}" if g in after else "-"]
+        for g, v in result.baseline.metrics.groups.items()
+    ]
 
 
 def _sensitivity(result: SearchResult) -> list[list[str]]:
@@ -100,13 +129,21 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(result: SearchResult, out_dir: Path, name: str, metric: str,
-                 budget: str, *, extra: list[str] | None = None) -> Path:
+def write_report(
+    result: SearchResult,
+    out_dir: Path,
+    name: str,
+    metric: str,
+    budget: str,
+    *,
+    extra: list[str] | None = None,
+) -> Path:
     """Write report.md, report.html and pareto.png into ``out_dir``; return report.md."""
     pareto_plot(result, metric, out_dir / "pareto.png")
     rows = [_row(v, result, metric) for v in result.variants]
@@ -116,26 +153,43 @@ def write_report(result: SearchResult, out_dir: Path, name: str, metric: str,
     if groups:
         md += ["## Per group", "", *_md_table(["group", "fp32", "selected"], groups)]
     if sens:
-        md += ["## Quantization sensitivity", "", "Metric drop when only that block is "
-               "quantized (larger = more sensitive).", "",
-               *_md_table(["variant", "block", "drop", "nodes"], sens)]
+        md += [
+            "## Quantization sensitivity",
+            "",
+            "Metric drop when only that block is quantized (larger = more sensitive).",
+            "",
+            *_md_table(["variant", "block", "drop", "nodes"], sens),
+        ]
     md += extra or []
     (out_dir / "report.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    parts = [f"<h1>Compression report: {html.escape(name)}</h1>",
-             "".join(f"<p>{html.escape(line)}</p>" for line in
-                     _summary(result, name, metric, budget)[2:] if line),
-             "<h2>Variants</h2>", _html_table(_COLUMNS, rows),
-             '<p><img src="pareto.png" alt="Pareto plot"></p>']
+    parts = [
+        f"<h1>Compression report: {html.escape(name)}</h1>",
+        "".join(
+            f"<p>{html.escape(line)}</p>"
+            for line in _summary(result, name, metric, budget)[2:]
+            if line
+        ),
+        "<h2>Variants</h2>",
+        _html_table(_COLUMNS, rows),
+        '<p><img src="pareto.png" alt="Pareto plot"></p>',
+    ]
     if groups:
         parts += ["<h2>Per group</h2>", _html_table(["group", "fp32", "selected"], groups)]
     if sens:
-        parts += ["<h2>Quantization sensitivity</h2>",
-                  _html_table(["variant", "block", "drop", "nodes"], sens)]
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:0.9em}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>"
-            f"{html.escape(name)}</title><style>{style}</style></head><body>"
-            + "".join(parts) + "</body></html>\n")
+        parts += [
+            "<h2>Quantization sensitivity</h2>",
+            _html_table(["variant", "block", "drop", "nodes"], sens),
+        ]
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;font-size:0.9em}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>"
+        f"{html.escape(name)}</title><style>{style}</style></head><body>"
+        + "".join(parts)
+        + "</body></html>\n"
+    )
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     return out_dir / "report.md"
 

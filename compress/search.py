@@ -62,9 +62,12 @@ def quantize_configs(recipe: Recipe) -> list[QuantizeConfig]:
         if "dynamic" in step.modes:
             configs.append(QuantizeConfig(mode="dynamic", per_channel=per_channel))
         if "static" in step.modes:
-            configs.extend(QuantizeConfig(mode="static", per_channel=per_channel,
-                                          calibration=method, format=step.format)
-                           for method in step.calibration)
+            configs.extend(
+                QuantizeConfig(
+                    mode="static", per_channel=per_channel, calibration=method, format=step.format
+                )
+                for method in step.calibration
+            )
     return configs
 
 
@@ -77,8 +80,14 @@ def select(variants: Sequence[Variant]) -> Variant | None:
 class Search:
     """Holds the evaluator and work folder while variants are made and scored."""
 
-    def __init__(self, recipe: Recipe, evaluator: Evaluator, workdir: Path,
-                 calibration: Calibration, step: Step | None = None):
+    def __init__(
+        self,
+        recipe: Recipe,
+        evaluator: Evaluator,
+        workdir: Path,
+        calibration: Calibration,
+        step: Step | None = None,
+    ):
         self.recipe, self.evaluator, self.workdir = recipe, evaluator, workdir
         self.calibration = calibration
         self.step = step or (lambda _msg: None)
@@ -125,8 +134,9 @@ class Search:
         out = []
         for config in configs:
             name = f"{stage}-{config.label}"
-            path = quantize_model(prepared, self.workdir / f"{name}.onnx", config,
-                                  self.calibration, prepare=False)
+            path = quantize_model(
+                prepared, self.workdir / f"{name}.onnx", config, self.calibration, prepare=False
+            )
             variant = self.add(name, path, stage)
             out.append(variant)
             if parent_ok and not variant.in_budget:
@@ -140,15 +150,21 @@ class Search:
         limit = step.fallback_max_layers
         key = f"{stage}-{config.label}"
         self.step(f"sensitivity analysis of {key}")
-        ranked = analyse(prepared, config, self.evaluator.metric_only, self.workdir,
-                         calibration=self.calibration,
-                         on_block=lambda b: self.step(f"sensitivity: {b}"),
-                         granularity=step.sensitivity)
+        ranked = analyse(
+            prepared,
+            config,
+            self.evaluator.metric_only,
+            self.workdir,
+            calibration=self.calibration,
+            on_block=lambda b: self.step(f"sensitivity: {b}"),
+            granularity=step.sensitivity,
+        )
         self.sensitivity[key] = ranked
         out = []
         capable = set(
             blockwise_capable(prepared, fallback_exclusions(ranked, len(ranked)))
-            if step.fallback == "blockwise" else ()
+            if step.fallback == "blockwise"
+            else ()
         )  # read the model once, not once per k
         for k in range(1, min(limit, len(ranked)) + 1):
             spared = fallback_exclusions(ranked, k)
@@ -159,8 +175,13 @@ class Search:
                 blockwise=in_blocks,
                 block_size=step.fallback_block_size,
             )
-            path = quantize_model(prepared, self.workdir / f"{key}-fb{k}.onnx", fallback,
-                                  self.calibration, prepare=False)
+            path = quantize_model(
+                prepared,
+                self.workdir / f"{key}-fb{k}.onnx",
+                fallback,
+                self.calibration,
+                prepare=False,
+            )
             blocks = ", ".join(item.block for item in ranked[:k])
             how = "blocks" if in_blocks else "float"
             note = f"kept in {'8-bit blocks' if in_blocks else 'float'}: {blocks}"

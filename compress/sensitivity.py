@@ -45,8 +45,12 @@ def blocks(path: Path, granularity: Granularity = "block") -> dict[str, tuple[st
 
 
 def analyse(
-    float_path: Path, config: QuantizeConfig, score: Callable[[Path], float],
-    workdir: Path, *, calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
+    float_path: Path,
+    config: QuantizeConfig,
+    score: Callable[[Path], float],
+    workdir: Path,
+    *,
+    calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
     on_block: Callable[[str], None] | None = None,
     granularity: Granularity = "block",
 ) -> list[BlockSensitivity]:
@@ -56,9 +60,13 @@ def analyse(
     results = []
     for index, (block, nodes) in enumerate(blocks(float_path, granularity).items()):
         probe = workdir / f"sens-{index}.onnx"
-        single = QuantizeConfig(mode=config.mode, per_channel=config.per_channel,
-                                calibration=config.calibration, format=config.format,
-                                only=nodes)
+        single = QuantizeConfig(
+            mode=config.mode,
+            per_channel=config.per_channel,
+            calibration=config.calibration,
+            format=config.format,
+            only=nodes,
+        )
         quantize_model(float_path, probe, single, calibration, prepare=False)
         results.append(BlockSensitivity(block, nodes, reference - score(probe)))
         probe.unlink()

@@ -58,9 +58,9 @@ def _load_module(recipe: Recipe) -> SourceModel:
             raise SourceModelError(f"source.weights: no such file {path}") from exc
         except (RuntimeError, OSError, ValueError) as exc:
             raise SourceModelError(
-                f"source.weights: {path} does not fit {spec.module}: {exc}") from exc
-    return SourceModel(kind="module", description=spec.module, module=model.eval(),
-                       factory=factory)
+                f"source.weights: {path} does not fit {spec.module}: {exc}"
+            ) from exc
+    return SourceModel(kind="module", description=spec.module, module=model.eval(), factory=factory)
 
 
 def _load_huggingface(recipe: Recipe) -> SourceModel:
@@ -70,17 +70,20 @@ def _load_huggingface(recipe: Recipe) -> SourceModel:
         raise SourceModelError("source.huggingface: missing key")
     folder = recipe.resolve(recipe.source.huggingface)
     if not (folder / "config.json").is_file():
-        raise SourceModelError(f"source.huggingface: expected a model folder with config.json "
-                               f"at {folder}")
+        raise SourceModelError(
+            f"source.huggingface: expected a model folder with config.json at {folder}"
+        )
     loader = AutoModel if recipe.task == "embedding" else AutoModelForSequenceClassification
     try:
         model = loader.from_pretrained(folder, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-            folder, local_files_only=True)
+            folder, local_files_only=True
+        )
     except (OSError, ValueError) as exc:
         raise SourceModelError(f"source.huggingface: could not load {folder}: {exc}") from exc
-    return SourceModel(kind="huggingface", description=folder.name, module=model.eval(),
-                       tokenizer=tokenizer)
+    return SourceModel(
+        kind="huggingface", description=folder.name, module=model.eval(), tokenizer=tokenizer
+    )
 
 
 def load_source(recipe: Recipe) -> SourceModel:

@@ -101,9 +101,18 @@ def test_the_rpcs_match_triton() -> None:
         assert method.client_streaming == other.client_streaming
         assert method.server_streaming == other.server_streaming
     required = {
-        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
-        "ModelInfer", "ModelStreamInfer", "ModelConfig", "ModelStatistics",
-        "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+        "ServerLive",
+        "ServerReady",
+        "ModelReady",
+        "ServerMetadata",
+        "ModelMetadata",
+        "ModelInfer",
+        "ModelStreamInfer",
+        "ModelConfig",
+        "ModelStatistics",
+        "RepositoryIndex",
+        "RepositoryModelLoad",
+        "RepositoryModelUnload",
     }
     assert required <= set(service.methods_by_name)
 
@@ -111,9 +120,7 @@ def test_the_rpcs_match_triton() -> None:
 def test_datatype_enum_matches_triton() -> None:
     ours_enum: EnumDescriptor = ours.DESCRIPTOR.enum_types_by_name["DataType"]
     theirs = triton_config.DESCRIPTOR.enum_types_by_name["DataType"]
-    assert {v.name: v.number for v in ours_enum.values} == {
-        v.name: v.number for v in theirs.values
-    }
+    assert {v.name: v.number for v in ours_enum.values} == {v.name: v.number for v in theirs.values}
 
 
 def test_our_descriptors_do_not_touch_the_default_pool() -> None:

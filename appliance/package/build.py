@@ -63,8 +63,10 @@ def _check_specs(
     manifest: Manifest, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
 ) -> None:
     """The manifest must describe the graph it ships with, or serving would reject requests."""
-    for kind, declared, actual in (("inputs", manifest.inputs, inputs),
-                                   ("outputs", manifest.outputs, outputs)):
+    for kind, declared, actual in (
+        ("inputs", manifest.inputs, inputs),
+        ("outputs", manifest.outputs, outputs),
+    ):
         if {s.name: s.datatype for s in declared} != {s.name: s.datatype for s in actual}:
             raise PackageError(
                 f"model.json {kind}: expected {[(s.name, s.datatype) for s in actual]} "
@@ -72,9 +74,7 @@ def _check_specs(
             )
 
 
-def build_package(
-    onnx_path: Path, manifest: Manifest, private_key: Path, out_path: Path
-) -> Path:
+def build_package(onnx_path: Path, manifest: Manifest, private_key: Path, out_path: Path) -> Path:
     """Write the signed ``NAME-VERSION.apkg`` and return its path.
 
     ``out_path`` is a folder (the file is named for the manifest) or a file path ending

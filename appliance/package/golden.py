@@ -65,8 +65,10 @@ def random_inputs(specs: Sequence[TensorSpec], n: int, seed: int = 0) -> dict[st
     for spec in specs:
         if spec.datatype == "BYTES":
             raise PackageError(f"input {spec.name!r}: cannot make random BYTES; pass --golden")
-        dims = [n if i == 0 and d == -1 else (_DYNAMIC_DIM if d == -1 else d)
-                for i, d in enumerate(spec.shape)]
+        dims = [
+            n if i == 0 and d == -1 else (_DYNAMIC_DIM if d == -1 else d)
+            for i, d in enumerate(spec.shape)
+        ]
         dtype = NUMPY_BY_V2[spec.datatype]
         if "mask" in spec.name.lower():
             out[spec.name] = np.ones(dims, dtype=dtype)
@@ -153,10 +155,12 @@ def make_golden(
     cases = []
     for feed in feeds:
         outputs = run_model(onnx_path, feed)
-        cases.append(GoldenCase(
-            inputs={k: _tensor(v, in_types[k]) for k, v in feed.items()},
-            outputs={k: _tensor(v, out_types[k]) for k, v in outputs.items()},
-        ))
+        cases.append(
+            GoldenCase(
+                inputs={k: _tensor(v, in_types[k]) for k, v in feed.items()},
+                outputs={k: _tensor(v, out_types[k]) for k, v in outputs.items()},
+            )
+        )
     return Golden(rtol=rtol, atol=atol, cases=cases)
 
 
@@ -186,8 +190,14 @@ def _stats(values: np.ndarray, bins: int) -> dict[str, Any]:
     values = values.astype(np.float64).reshape(-1)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return {"count": int(values.size), "mean": 0.0, "std": 0.0, "min": 0.0, "max": 0.0,
-                **_histogram(finite, bins)}
+        return {
+            "count": int(values.size),
+            "mean": 0.0,
+            "std": 0.0,
+            "min": 0.0,
+            "max": 0.0,
+            **_histogram(finite, bins),
+        }
     return {
         "count": int(values.size),
         "mean": float(finite.mean()),
@@ -202,8 +212,10 @@ def _tensor_profile(array: np.ndarray, bins: int) -> dict[str, Any]:
     # Per-feature only for float (batch, features) tables; token ids or masks in a
     # (batch, seq) tensor have no per-column meaning and are summarised as a whole.
     if array.ndim == 2 and array.shape[1] <= 4096 and np.issubdtype(array.dtype, np.floating):
-        return {"kind": "tabular",
-                "features": [_stats(array[:, j], bins) for j in range(array.shape[1])]}
+        return {
+            "kind": "tabular",
+            "features": [_stats(array[:, j], bins) for j in range(array.shape[1])],
+        }
     return {"kind": "summary", "shape": [-1, *array.shape[1:]], **_stats(array, bins)}
 
 

@@ -22,8 +22,18 @@ import torch
 from torch import nn
 
 _PASS_THROUGH = (
-    nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.Dropout, nn.Identity,
-    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
+    nn.ReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.LeakyReLU,
+    nn.Dropout,
+    nn.Identity,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
 )
 
 
@@ -93,8 +103,16 @@ def _like(layer: nn.Linear | nn.Conv2d, n_in: int, n_out: int) -> nn.Linear | nn
     bias = layer.bias is not None
     if isinstance(layer, nn.Linear):
         return nn.Linear(n_in, n_out, bias=bias)
-    return nn.Conv2d(n_in, n_out, layer.kernel_size, layer.stride,  # type: ignore[arg-type]
-                     layer.padding, layer.dilation, layer.groups, bias=bias)  # type: ignore[arg-type]
+    return nn.Conv2d(
+        n_in,
+        n_out,
+        layer.kernel_size,
+        layer.stride,  # type: ignore[arg-type]
+        layer.padding,
+        layer.dilation,
+        layer.groups,
+        bias=bias,
+    )  # type: ignore[arg-type]
 
 
 def _slice_out(layer: nn.Linear | nn.Conv2d, keep: torch.Tensor) -> nn.Module:

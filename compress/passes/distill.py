@@ -39,12 +39,21 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 
 
 def _classifier_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-    labels: torch.Tensor | None, config: DistillConfig,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: DistillConfig,
 ) -> torch.Tensor:
     t = config.temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits / t, -1),
-                    reduction="batchmean") * t * t
+    soft = (
+        F.kl_div(
+            F.log_softmax(student_logits / t, -1),
+            F.softmax(teacher_logits / t, -1),
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
     if labels is None:
         return soft
     hard = F.cross_entropy(student_logits, labels)
@@ -52,8 +61,13 @@ def _classifier_loss(
 
 
 def distill_classifier(
-    teacher: nn.Module, student: nn.Module, x: np.ndarray, y: np.ndarray | None,
-    config: DistillConfig, *, progress: Progress | None = None,
+    teacher: nn.Module,
+    student: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    config: DistillConfig,
+    *,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """Train a copy of ``student`` on array inputs ``x`` (labels ``y`` optional)."""
     torch.manual_seed(config.seed)
@@ -68,8 +82,12 @@ def distill_classifier(
     for epoch in range(config.epochs):
         for idx in _batches(len(inputs), config.batch_size, rng):
             index = torch.from_numpy(idx)
-            loss = _classifier_loss(student(inputs[index]), targets[index],
-                                    None if labels is None else labels[index], config)
+            loss = _classifier_loss(
+                student(inputs[index]),
+                targets[index],
+                None if labels is None else labels[index],
+                config,
+            )
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
@@ -84,8 +102,13 @@ def _hidden(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def distill_embeddings(
-    teacher: nn.Module, student: nn.Module, texts: list[str], adapter: InputAdapter,
-    config: DistillConfig, *, progress: Progress | None = None,
+    teacher: nn.Module,
+    student: nn.Module,
+    texts: list[str],
+    adapter: InputAdapter,
+    config: DistillConfig,
+    *,
+    progress: Progress | None = None,
 ) -> nn.Module:
     """Train a copy of ``student`` (a transformer encoder) to reproduce ``teacher``'s
     sentence embeddings and last hidden states on ``texts`` (no labels needed)."""
@@ -95,8 +118,9 @@ def distill_embeddings(
     teacher = teacher.eval()
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
     steps = config.epochs * -(-len(texts) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                    total_steps=steps, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1
+    )
     for epoch in range(config.epochs):
         for idx in _batches(len(texts), config.batch_size, rng):
             batch = adapter.tensors([texts[i] for i in idx])
@@ -126,7 +150,8 @@ def layer_student(teacher: nn.Module, layers: list[int]) -> nn.Module:
         raise ValueError(f"expected layer indices in 0..{len(encoder) - 1}, got {layers}")
     student = copy.deepcopy(teacher)
     student.encoder.layer = nn.ModuleList(  # type: ignore[union-attr]
-        [copy.deepcopy(encoder[i]) for i in layers])
+        [copy.deepcopy(encoder[i]) for i in layers]
+    )
     student.config.num_hidden_layers = len(layers)  # type: ignore[union-attr]
     return student
 

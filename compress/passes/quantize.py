@@ -119,7 +119,9 @@ def preprocess(in_path: Path, out_path: Path) -> Path:
 
 
 def quantize_model(
-    in_path: Path, out_path: Path, config: QuantizeConfig,
+    in_path: Path,
+    out_path: Path,
+    config: QuantizeConfig,
     calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
     prepare: bool = True,
 ) -> Path:
@@ -136,19 +138,27 @@ def quantize_model(
         try:
             if config.mode == "dynamic":
                 quantize_dynamic(
-                    source, out_path, per_channel=config.per_channel,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                    nodes_to_quantize=nodes_to_quantize, extra_options=extra,
+                    source,
+                    out_path,
+                    per_channel=config.per_channel,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=excluded,
+                    nodes_to_quantize=nodes_to_quantize,
+                    extra_options=extra,
                 )
             else:
                 if not calibration:
                     raise QuantizeError("static quantization needs calibration data, got none")
                 quantize_static(
-                    source, out_path, _ArrayReader(calibration),
-                    quant_format=QuantFormat.QDQ if config.format == "qdq"
+                    source,
+                    out_path,
+                    _ArrayReader(calibration),
+                    quant_format=QuantFormat.QDQ
+                    if config.format == "qdq"
                     else QuantFormat.QOperator,
                     per_channel=config.per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
                     nodes_to_exclude=excluded,
                     nodes_to_quantize=nodes_to_quantize,
                     calibrate_method=_METHODS[config.calibration],
@@ -183,8 +193,11 @@ def blockwise_capable(path: Path, names: Sequence[str]) -> tuple[str, ...]:
     weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
     wanted = set(names)
     return tuple(
-        n.name for n in model.graph.node
-        if n.name in wanted and n.op_type == "MatMul" and len(n.input) == 2
+        n.name
+        for n in model.graph.node
+        if n.name in wanted
+        and n.op_type == "MatMul"
+        and len(n.input) == 2
         and n.input[1] in weights
     )
 
@@ -193,8 +206,11 @@ def quantizable_nodes(path: Path) -> list[str]:
     """Names of the nodes int8 quantization acts on: MatMul/Gemm/Conv with a constant weight."""
     model = onnx.load(str(path), load_external_data=False)
     constants = {i.name for i in model.graph.initializer}
-    return [n.name for n in model.graph.node
-            if n.op_type in ("MatMul", "Gemm", "Conv") and any(i in constants for i in n.input)]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in ("MatMul", "Gemm", "Conv") and any(i in constants for i in n.input)
+    ]
 
 
 __all__ = [

@@ -241,7 +241,9 @@ def test_server_certificate_reloads_without_restart(tmp_path: Path, pki: dict[st
     ids=["no-token", "infer-token"],
 )
 def test_bytes_that_do_not_parse_are_judged_after_the_caller(
-    token_daemon: BoxDaemon, pki: dict[str, Any], headers: tuple[tuple[str, str], ...],
+    token_daemon: BoxDaemon,
+    pki: dict[str, Any],
+    headers: tuple[tuple[str, str], ...],
     expected: str,
 ) -> None:
     """Only an admitted caller learns that its request was malformed."""

@@ -20,7 +20,6 @@ UNIT = PACKAGING / "systemd" / "appliance.service"
 EXEC_START = "/opt/appliance/venv/bin/appliance"
 
 
-
 def unit_settings() -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
     for line in UNIT.read_text().splitlines():

@@ -64,7 +64,8 @@ def tabular(tmp_path_factory: pytest.TempPathFactory) -> Task:
     train.to_csv(folder / "train.csv", index=False)
     sites = np.where(np.arange(len(y_te)) % 2 == 0, "north", "south")
     pd.DataFrame(x_te, columns=columns).assign(label=y_te, site=sites).to_parquet(
-        folder / "eval.parquet")
+        folder / "eval.parquet"
+    )
     model = TabularMLP(30, 2)
     model.set_standardization(torch.from_numpy(x_tr.mean(0)), torch.from_numpy(x_tr.std(0)))
     _train(model, x_tr, y_tr, epochs=60, lr=3e-3)

@@ -17,7 +17,8 @@ from compress.recipe import DataSpec
 def test_csv_features_label_group(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4], "label": [0, 1], "site": ["x", "y"]}).to_csv(
-        path, index=False)
+        path, index=False
+    )
     data = load_dataset(DataSpec(path=path, group="site"))
     assert isinstance(data.x, np.ndarray) and data.x.shape == (2, 2)
     assert data.y is not None and data.y.tolist() == [0, 1]
@@ -58,7 +59,8 @@ def test_image_folder(tmp_path: Path) -> None:
         (tmp_path / label).mkdir()
         for i in range(2):
             Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(
-                tmp_path / label / f"{i}.png")
+                tmp_path / label / f"{i}.png"
+            )
     data = load_dataset(DataSpec(path=tmp_path))
     assert isinstance(data.x, np.ndarray) and data.x.shape == (4, 1, 8, 8)
     assert data.classes == ("cat", "dog") and data.y is not None and data.y.tolist() == [0, 0, 1, 1]

@@ -18,10 +18,14 @@ from compress.pipeline import run
 from compress.recipe import parse_recipe
 
 _SENTENCES = [
-    "Patient reports chest pain on exertion.", "No evidence of fracture on X-ray.",
-    "Started on metformin 500 mg twice daily.", "Follow-up in cardiology in two weeks.",
-    "Creatinine mildly raised since admission.", "Denies fever, cough or rash.",
-    "Wound on the left forearm is clean and dry.", "CT scan of the chest is unremarkable.",
+    "Patient reports chest pain on exertion.",
+    "No evidence of fracture on X-ray.",
+    "Started on metformin 500 mg twice daily.",
+    "Follow-up in cardiology in two weeks.",
+    "Creatinine mildly raised since admission.",
+    "Denies fever, cough or rash.",
+    "Wound on the left forearm is clean and dry.",
+    "CT scan of the chest is unremarkable.",
 ]
 
 
@@ -29,11 +33,16 @@ _SENTENCES = [
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=3,  # type: ignore[no-untyped-call]
-                        num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=3,  # type: ignore[no-untyped-call]
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
     BertModel(config).save_pretrained(folder)  # type: ignore[no-untyped-call]
     tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-        minilm_folder(), local_files_only=True)
+        minilm_folder(), local_files_only=True
+    )
     tokenizer.save_pretrained(folder)
     (folder / "train.txt").write_text("\n".join(_SENTENCES * 4) + "\n")
     (folder / "eval.txt").write_text("\n".join(reversed(_SENTENCES)) + "\n")
@@ -42,13 +51,18 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_embedding_pipeline(tiny_bert: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
     raw = {
-        "name": "tiny-embedder", "task": "embedding",
+        "name": "tiny-embedder",
+        "task": "embedding",
         "source": {"huggingface": "."},
-        "data": {"train": {"path": "train.txt", "label": None},
-                 "eval": {"path": "eval.txt", "label": None}},
-        "steps": {"distill": {"layers": [0, 2], "epochs": 2, "lr": 1e-3, "batch_size": 8},
-                  "prune": {"structured": 0.5, "heads": 0.5, "finetune_epochs": 1},
-                  "quantize": {"modes": ["dynamic"], "fallback_max_layers": 0}},
+        "data": {
+            "train": {"path": "train.txt", "label": None},
+            "eval": {"path": "eval.txt", "label": None},
+        },
+        "steps": {
+            "distill": {"layers": [0, 2], "epochs": 2, "lr": 1e-3, "batch_size": 8},
+            "prune": {"structured": 0.5, "heads": 0.5, "finetune_epochs": 1},
+            "quantize": {"modes": ["dynamic"], "fallback_max_layers": 0},
+        },
         "target": {"seq_length": 16, "latency_runs": 2, "throughput_batch": 4},
         "budget": {"metric": "cosine", "max_drop": None, "min_value": 0.0},
         "package": {"key": str(keys[0]), "golden_cases": 2},

@@ -65,10 +65,12 @@ def test_export_error_names_op_and_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [QuantizeConfig(mode="dynamic"),
-     QuantizeConfig(mode="static", calibration="minmax"),
-     QuantizeConfig(mode="static", calibration="entropy", per_channel=False),
-     QuantizeConfig(mode="static", calibration="percentile")],
+    [
+        QuantizeConfig(mode="dynamic"),
+        QuantizeConfig(mode="static", calibration="minmax"),
+        QuantizeConfig(mode="static", calibration="entropy", per_channel=False),
+        QuantizeConfig(mode="static", calibration="percentile"),
+    ],
     ids=lambda c: c.label,
 )
 def test_int8_close_to_float(
@@ -76,14 +78,15 @@ def test_int8_close_to_float(
 ) -> None:
     calibration = [{"input": tabular.x_test[i : i + 32]} for i in range(0, 128, 32)]
     out = quantize_model(mlp_onnx, tmp_path / "q.onnx", config, calibration)
-    agree = (_run(out, tabular.x_test).argmax(1) == _run(mlp_onnx, tabular.x_test).argmax(1))
+    agree = _run(out, tabular.x_test).argmax(1) == _run(mlp_onnx, tabular.x_test).argmax(1)
     assert agree.mean() > 0.95
 
 
 def test_fp16_runs(mlp_onnx: Path, tabular: Task, tmp_path: Path) -> None:
     out = to_fp16(mlp_onnx, tmp_path / "h.onnx", Fp16Config())
-    np.testing.assert_allclose(_run(out, tabular.x_test), _run(mlp_onnx, tabular.x_test),
-                               rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        _run(out, tabular.x_test), _run(mlp_onnx, tabular.x_test), rtol=2e-2, atol=2e-2
+    )
 
 
 def test_sensitivity_ranks_every_layer(mlp_onnx: Path, tabular: Task, tmp_path: Path) -> None:
@@ -118,7 +121,9 @@ def _two_layer_matmul(path: Path) -> Path:
         helper.make_node("MatMul", ["r", "w2"], ["y"], name="second"),
     ]
     graph = helper.make_graph(
-        nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256])],
+        nodes,
+        "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 256])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
         initializer=[numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
     )
@@ -140,13 +145,15 @@ def test_blockwise_fallback_is_closer_to_float_than_int8_and_as_small(tmp_path: 
     def error(config: QuantizeConfig, name: str) -> tuple[float, Path]:
         out = quantize_model(source, tmp_path / name, config)
         got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
-            None, {"x": x})[0]
+            None, {"x": x}
+        )[0]
         return float(np.abs(got - reference).max() / np.abs(reference).max()), out
 
     int8_error, _ = error(QuantizeConfig(), "int8.onnx")
     float_error, float_path = error(QuantizeConfig(exclude=("second",)), "float.onnx")
     block_error, block_path = error(
-        QuantizeConfig(blockwise=("second",), block_size=32), "blocks.onnx")
+        QuantizeConfig(blockwise=("second",), block_size=32), "blocks.onnx"
+    )
     ops = [n.op_type for n in onnx.load(str(block_path)).graph.node]
     assert "MatMulNBits" in ops and "MatMulInteger" in ops  # second in blocks, first int8
     assert block_error < int8_error

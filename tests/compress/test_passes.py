@@ -20,8 +20,9 @@ from tests.compress.conftest import Task, accuracy
 def test_distill_small_student_learns(tabular: Task) -> None:
     student = TabularMLP(30, 2, hidden=(8,))
     student.set_standardization(tabular.model.mean, tabular.model.std)  # type: ignore[arg-type]
-    trained = distill_classifier(tabular.model, student, tabular.x_test, tabular.y_test,
-                                 DistillConfig(epochs=30, seed=0))
+    trained = distill_classifier(
+        tabular.model, student, tabular.x_test, tabular.y_test, DistillConfig(epochs=30, seed=0)
+    )
     assert accuracy(trained, tabular.x_test, tabular.y_test) > 0.9
     assert parameter_count(trained) < parameter_count(tabular.model) / 3
 
@@ -50,8 +51,13 @@ def test_channels_removed_from_cnn(digits: Task) -> None:
 
 def _tiny_bert() -> Any:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3,  # type: ignore[no-untyped-call]
-                        num_attention_heads=4, intermediate_size=64)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=3,  # type: ignore[no-untyped-call]
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
     return BertModel(config).eval()  # type: ignore[no-untyped-call]
 
 
@@ -70,8 +76,9 @@ def test_layer_student_keeps_chosen_layers() -> None:
     model = _tiny_bert()
     student: Any = layer_student(model, [0, 2])
     assert len(student.encoder.layer) == 2
-    torch.testing.assert_close(student.encoder.layer[1].output.dense.weight,
-                               model.encoder.layer[2].output.dense.weight)
+    torch.testing.assert_close(
+        student.encoder.layer[1].output.dense.weight, model.encoder.layer[2].output.dense.weight
+    )
 
 
 def test_input_adapter_arrays() -> None:

@@ -27,13 +27,17 @@ def _tabular_recipe(task: Task, keys: tuple[Path, Path], **overrides: Any) -> di
         "version": 2,
         "task": "classification",
         "labels": ["malignant", "benign"],
-        "source": {"module": "compress.models:TabularMLP",
-                   "kwargs": {"in_features": 30, "num_classes": 2}, "weights": "teacher.pt"},
-        "data": {"train": {"path": "train.csv"},
-                 "eval": {"path": "eval.parquet", "group": "site"}},
-        "steps": {"distill": {"student_kwargs": {"hidden": [16]}, "epochs": 25},
-                  "prune": {"structured": 0.5, "finetune_epochs": 10},
-                  "quantize": {"modes": ["dynamic", "static"], "calibration": ["minmax"]}},
+        "source": {
+            "module": "compress.models:TabularMLP",
+            "kwargs": {"in_features": 30, "num_classes": 2},
+            "weights": "teacher.pt",
+        },
+        "data": {"train": {"path": "train.csv"}, "eval": {"path": "eval.parquet", "group": "site"}},
+        "steps": {
+            "distill": {"student_kwargs": {"hidden": [16]}, "epochs": 25},
+            "prune": {"structured": 0.5, "finetune_epochs": 10},
+            "quantize": {"modes": ["dynamic", "static"], "calibration": ["minmax"]},
+        },
         "target": {"threads": 2, "latency_runs": 5},
         "budget": {"metric": "accuracy", "max_drop": 0.03},
         "package": {"key": str(keys[0])},
@@ -43,8 +47,9 @@ def _tabular_recipe(task: Task, keys: tuple[Path, Path], **overrides: Any) -> di
 
 
 @pytest.fixture(scope="module")
-def tabular_run(tabular: Task, keys: tuple[Path, Path],
-                tmp_path_factory: pytest.TempPathFactory) -> CompressResult:
+def tabular_run(
+    tabular: Task, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> CompressResult:
     recipe = parse_recipe(_tabular_recipe(tabular, keys), tabular.folder)
     return run(recipe, tmp_path_factory.mktemp("runs") / "out", show_progress=False)
 
@@ -116,14 +121,21 @@ def test_cli_compress_digits_cnn(
     digits: Task, keys: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recipe = {
-        "name": "digits", "task": "classification",
-        "source": {"module": "compress.models:SmallCNN",
-                   "kwargs": {"in_channels": 1, "num_classes": 10, "width": 8},
-                   "weights": str(digits.folder / "teacher.pt")},
-        "data": {"train": {"path": str(digits.folder / "train.npz"), "label": "y"},
-                 "eval": {"path": str(digits.folder / "eval.npz"), "label": "y"}},
-        "steps": {"prune": {"structured": 0.25, "magnitude": 0.2, "finetune_epochs": 3},
-                  "quantize": {"modes": ["static"], "calibration": ["percentile"]}},
+        "name": "digits",
+        "task": "classification",
+        "source": {
+            "module": "compress.models:SmallCNN",
+            "kwargs": {"in_channels": 1, "num_classes": 10, "width": 8},
+            "weights": str(digits.folder / "teacher.pt"),
+        },
+        "data": {
+            "train": {"path": str(digits.folder / "train.npz"), "label": "y"},
+            "eval": {"path": str(digits.folder / "eval.npz"), "label": "y"},
+        },
+        "steps": {
+            "prune": {"structured": 0.25, "magnitude": 0.2, "finetune_epochs": 3},
+            "quantize": {"modes": ["static"], "calibration": ["percentile"]},
+        },
         "target": {"latency_runs": 3},
         "budget": {"metric": "f1", "max_drop": 0.05},
     }
@@ -131,8 +143,9 @@ def test_cli_compress_digits_cnn(
     path.write_text(yaml.safe_dump(recipe))
     parser = argparse.ArgumentParser()
     compress_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["compress", str(path), "--out", str(tmp_path / "out"),
-                              "--key", str(keys[0]), "--quiet"])
+    args = parser.parse_args(
+        ["compress", str(path), "--out", str(tmp_path / "out"), "--key", str(keys[0]), "--quiet"]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "selected:" in out

@@ -15,8 +15,10 @@ def _recipe(**overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "name": "bc",
         "task": "classification",
-        "source": {"module": "compress.models:TabularMLP", "kwargs": {"in_features": 30,
-                                                                     "num_classes": 2}},
+        "source": {
+            "module": "compress.models:TabularMLP",
+            "kwargs": {"in_features": 30, "num_classes": 2},
+        },
         "data": {"eval": {"path": "eval.csv"}},
     }
     base.update(overrides)
@@ -55,8 +57,11 @@ def test_source_needs_exactly_one_kind() -> None:
 
 
 def test_onnx_source_cannot_distill() -> None:
-    raw = _recipe(source={"onnx": "m.onnx"}, steps={"distill": {"student_kwargs": {}}},
-                  data={"eval": {"path": "e.csv"}, "train": {"path": "t.csv"}})
+    raw = _recipe(
+        source={"onnx": "m.onnx"},
+        steps={"distill": {"student_kwargs": {}}},
+        data={"eval": {"path": "e.csv"}, "train": {"path": "t.csv"}},
+    )
     with pytest.raises(RecipeError, match="distill and prune need a PyTorch"):
         parse_recipe(raw, Path())
 

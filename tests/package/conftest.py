@@ -24,8 +24,10 @@ def _tiny_classifier(path: Path) -> Path:
     weight = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "B")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["input", "W"], ["h"]),
-         helper.make_node("Add", ["h", "B"], ["logits"])],
+        [
+            helper.make_node("MatMul", ["input", "W"], ["h"]),
+            helper.make_node("Add", ["h", "B"], ["logits"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
@@ -56,8 +58,12 @@ def other_keys(tmp_path: Path) -> tuple[Path, Path]:
 def manifest(onnx_model: Path) -> Manifest:
     inputs, outputs = specs_from_onnx(onnx_model)
     return Manifest(
-        name="tiny", version=3, inputs=inputs, outputs=outputs,
-        labels=("a", "b", "c"), golden=make_golden(onnx_model),
+        name="tiny",
+        version=3,
+        inputs=inputs,
+        outputs=outputs,
+        labels=("a", "b", "c"),
+        golden=make_golden(onnx_model),
     )
 
 

@@ -52,8 +52,9 @@ def test_specs_dynamic_batch(onnx_model: Path) -> None:
 def test_manifest_must_match_graph(
     onnx_model: Path, manifest: Manifest, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    wrong = manifest.model_copy(update={"inputs": (manifest.inputs[0].model_copy(
-        update={"name": "x"}),)})
+    wrong = manifest.model_copy(
+        update={"inputs": (manifest.inputs[0].model_copy(update={"name": "x"}),)}
+    )
     with pytest.raises(PackageError, match="from the ONNX graph"):
         build_package(onnx_model, wrong, keys[0], tmp_path)
 

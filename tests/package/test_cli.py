@@ -29,9 +29,32 @@ def test_generate_build_verify_inspect(
     assert _run(["keys", "generate", "--out", str(tmp_path / "k")]) == 0
     npz = tmp_path / "golden.npz"
     np.savez(npz, input=np.zeros((2, 4), dtype=np.float32))
-    assert _run(["package", "build", str(onnx_model), "--name", "tiny", "--version", "2",
-                 "--key", str(tmp_path / "k" / "private.pem"), "--out", str(tmp_path / "pkgs"),
-                 "--golden", str(npz), "--labels", "a", "b", "c", "--max-batch-size", "8"]) == 0
+    assert (
+        _run(
+            [
+                "package",
+                "build",
+                str(onnx_model),
+                "--name",
+                "tiny",
+                "--version",
+                "2",
+                "--key",
+                str(tmp_path / "k" / "private.pem"),
+                "--out",
+                str(tmp_path / "pkgs"),
+                "--golden",
+                str(npz),
+                "--labels",
+                "a",
+                "b",
+                "c",
+                "--max-batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     apkg = tmp_path / "pkgs" / "tiny-2.apkg"
     assert apkg.is_file()
     assert _run(["package", "verify", str(apkg), "--key", str(tmp_path / "k" / "public.pem")]) == 0

@@ -102,8 +102,16 @@ def _model_signing_cli() -> str | None:
 def test_model_signing_cli_accepts_our_package(folder: Path, keys: tuple[Path, Path]) -> None:
     cli = _model_signing_cli()
     assert cli is not None
-    command = [cli, "verify", "key", str(folder),
-               "--signature", str(folder / SIGNATURE_NAME), "--public_key", str(keys[1])]
+    command = [
+        cli,
+        "verify",
+        "key",
+        str(folder),
+        "--signature",
+        str(folder / SIGNATURE_NAME),
+        "--public_key",
+        str(keys[1]),
+    ]
     ok = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     (folder / "model.onnx").write_bytes(b"\x00" + (folder / "model.onnx").read_bytes()[1:])
