@@ -106,13 +106,13 @@ def _like(layer: nn.Linear | nn.Conv2d, n_in: int, n_out: int) -> nn.Linear | nn
     return nn.Conv2d(
         n_in,
         n_out,
-        layer.kernel_size,
+        layer.kernel_size,  # type: ignore[arg-type]
         layer.stride,  # type: ignore[arg-type]
-        layer.padding,
-        layer.dilation,
+        layer.padding,  # type: ignore[arg-type]
+        layer.dilation,  # type: ignore[arg-type]
         layer.groups,
         bias=bias,
-    )  # type: ignore[arg-type]
+    )
 
 
 def _slice_out(layer: nn.Linear | nn.Conv2d, keep: torch.Tensor) -> nn.Module:
