@@ -1,8 +1,8 @@
-"""Export PyTorch models to ONNX: ``torch.onnx`` for modules, Optimum for Hugging Face.
+"""Export PyTorch models to ONNX with ``torch.onnx``: modules and Hugging Face encoders.
 
 Modules export with the appliance's contract (input ``input``, output ``logits``, a
-dynamic batch axis); Hugging Face models with Optimum's task configs (``input_ids``,
-``attention_mask``, ``token_type_ids`` with dynamic batch and sequence). An op the
+dynamic batch axis); Hugging Face encoders with the inputs their ``forward`` takes
+(``input_ids``, ``attention_mask``, ``token_type_ids``, dynamic batch and sequence). An op the
 exporter cannot handle becomes an ``ExportError`` that says which and what to do.
 """
 
@@ -12,7 +12,6 @@ import contextlib
 import io
 import logging
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,25 +68,85 @@ def export_module(model: nn.Module, example: np.ndarray, out_path: Path) -> Path
     return out_path
 
 
-def export_huggingface(model: nn.Module, out_path: Path, task: str) -> Path:
-    """Export a Hugging Face model with Optimum (``feature-extraction`` or
-    ``text-classification``) to ``out_path``."""
-    from optimum.exporters.onnx import onnx_export_from_model
+#: Encoder inputs in the order Hugging Face's BERT-style ``forward`` takes them.
+_ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-    with tempfile.TemporaryDirectory(prefix="compress-export-") as tmp:
-        try:
-            with _quiet():
-                onnx_export_from_model(model, tmp, task=task, do_validation=False, opset=OPSET)
-        except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError
-            raise ExportError(
-                f"Optimum could not export {type(model).__name__} for task {task!r}: "
-                f"{_unsupported_op(str(exc))}. Check that the architecture is supported "
-                "by optimum-onnx, or export it yourself and give the file as source.onnx"
-            ) from exc
-        exported = Path(tmp) / "model.onnx"
-        model_proto = onnx.load(str(exported))
-        model_proto.ir_version = min(model_proto.ir_version, MAX_IR_VERSION)
-        onnx.save(model_proto, str(out_path))
+
+class _EncoderOutputs(nn.Module):
+    """A Hugging Face encoder as a plain tensor function, for ``torch.onnx``.
+
+    ``feature-extraction`` returns ``last_hidden_state`` (batch, seq, hidden);
+    ``text-classification`` returns ``logits`` (batch, classes), the names Optimum's
+    exporter gives them, so the graphs read the same as before.
+    """
+
+    def __init__(self, model: nn.Module, inputs: tuple[str, ...], task: str):
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+        self.output = "last_hidden_state" if task == "feature-extraction" else "logits"
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        out = self.model(**dict(zip(self.inputs, tensors, strict=True)))
+        return getattr(out, self.output)  # type: ignore[no-any-return]
+
+
+def _encoder_inputs(model: nn.Module) -> tuple[str, ...]:
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return tuple(name for name in _ENCODER_INPUTS if name in accepted)
+
+
+def _example_input(name: str) -> torch.Tensor:
+    """(batch 2, seq 16) int64: token ids, an all-ones mask, zero token types."""
+    if name == "input_ids":
+        return torch.randint(1, 100, (2, 16))
+    fill = 1 if name == "attention_mask" else 0
+    return torch.full((2, 16), fill, dtype=torch.long)
+
+
+def export_huggingface(model: nn.Module, out_path: Path, task: str) -> Path:
+    """Export a Hugging Face encoder with ``torch.onnx`` (``feature-extraction`` or
+    ``text-classification``) to ``out_path``; batch and sequence axes are dynamic.
+
+    ``torch.onnx`` rather than Optimum: optimum-onnx pins transformers below 4.58, while
+    the causal-LM builder needs transformers 5, and one environment must hold both.
+    """
+    if task not in ("feature-extraction", "text-classification"):
+        raise ExportError(
+            f"expected task 'feature-extraction' or 'text-classification', got {task!r}"
+        )
+    names = _encoder_inputs(model)
+    wrapper = _EncoderOutputs(model.eval(), names, task)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sequence = torch.export.Dim("sequence", min=2, max=8192)
+    example = tuple(_example_input(name) for name in names)
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                wrapper,
+                example,
+                dynamo=True,
+                input_names=list(names),
+                output_names=[wrapper.output],
+                # One entry: forward takes its tensors as *args.
+                dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in names),),
+                opset_version=OPSET,
+                verbose=False,
+            )
+        if program is None:
+            raise ExportError("torch.onnx.export returned no program")
+        program.save(str(out_path))
+    except ExportError:
+        raise
+    except Exception as exc:  # torch.export/onnx raise many unrelated classes
+        raise ExportError(
+            f"torch.onnx could not export {type(model).__name__} for task {task!r}: "
+            f"{_unsupported_op(str(exc))}. Export it yourself and give the file as "
+            "source.onnx"
+        ) from exc
+    _cap_ir_version(out_path)
     return out_path
 
 

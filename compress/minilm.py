@@ -32,9 +32,7 @@ def load_minilm() -> tuple[Any, Any]:
 
     folder = minilm_folder()
     model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-        folder, local_files_only=True
-    )
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return model, tokenizer
 
 

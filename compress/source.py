@@ -76,9 +76,7 @@ def _load_huggingface(recipe: Recipe) -> SourceModel:
     loader = AutoModel if recipe.task == "embedding" else AutoModelForSequenceClassification
     try:
         model = loader.from_pretrained(folder, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-            folder, local_files_only=True
-        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise SourceModelError(f"source.huggingface: could not load {folder}: {exc}") from exc
     return SourceModel(

@@ -1,9 +1,11 @@
 """Structured pruning of BERT-style encoders: attention heads and FFN neurons removed.
 
-Heads go through Hugging Face's ``prune_heads`` (which slices the Q/K/V and output
-projections); FFN neurons are removed by slicing ``intermediate.dense`` (rows) and
-``output.dense`` (columns). Importance is the L1 norm of each unit's weights: cheap,
-data-free, and followed by recovery distillation from the unpruned model.
+Heads are removed by slicing the Q/K/V projections (rows) and the attention output
+projection (columns) head by head (transformers 5 dropped ``prune_heads``; its attention
+reshapes with ``-1`` heads, so the sliced layers run as they are); FFN neurons are
+removed by slicing ``intermediate.dense`` (rows) and ``output.dense`` (columns).
+Importance is the L1 norm of each unit's weights: cheap, data-free, and followed by
+recovery distillation from the unpruned model.
 """
 
 from __future__ import annotations
@@ -55,6 +57,29 @@ def _head_importance(layer: Any, n_heads: int) -> torch.Tensor:
     return importance  # (heads,)
 
 
+def _prune_heads(layer: Any, drop: list[int]) -> None:
+    attention = layer.attention.self
+    head_dim = int(attention.attention_head_size)
+    heads = int(attention.num_attention_heads)
+    kept = [h for h in range(heads) if h not in set(drop)]
+    keep = torch.cat([torch.arange(h * head_dim, (h + 1) * head_dim) for h in kept])
+    for name in ("query", "key", "value"):
+        old: nn.Linear = getattr(attention, name)
+        new = nn.Linear(old.in_features, len(keep))
+        with torch.no_grad():
+            new.weight.copy_(old.weight[keep])
+            new.bias.copy_(old.bias[keep])
+        setattr(attention, name, new)
+    out: nn.Linear = layer.attention.output.dense
+    new_out = nn.Linear(len(keep), out.out_features)
+    with torch.no_grad():
+        new_out.weight.copy_(out.weight[:, keep])
+        new_out.bias.copy_(out.bias)
+    layer.attention.output.dense = new_out
+    attention.num_attention_heads = len(kept)
+    attention.all_head_size = len(keep)
+
+
 def prune_transformer(model: nn.Module, config: TransformerPruneConfig) -> nn.Module:
     """A copy of ``model`` with the least important heads and FFN neurons removed."""
     for name in ("ffn", "heads"):
@@ -64,15 +89,12 @@ def prune_transformer(model: nn.Module, config: TransformerPruneConfig) -> nn.Mo
     pruned = copy.deepcopy(model)
     n_heads = int(pruned.config.num_attention_heads)  # type: ignore[union-attr, arg-type]
     drop = int(n_heads * config.heads)
-    heads_to_prune: dict[int, list[int]] = {}
-    for index, layer in enumerate(_layers(pruned)):
+    for layer in _layers(pruned):
         if config.ffn:
             _prune_ffn(layer, config.ffn)
         if drop:
             order = _head_importance(layer, n_heads).argsort()
-            heads_to_prune[index] = sorted(int(h) for h in order[:drop])
-    if heads_to_prune:
-        pruned.prune_heads(heads_to_prune)  # type: ignore[operator]
+            _prune_heads(layer, sorted(int(h) for h in order[:drop]))
     if config.ffn:
         # Uniform across layers, so the config stays truthful and save/reload works.
         width = _layers(pruned)[0].intermediate.dense.out_features
