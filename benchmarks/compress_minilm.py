@@ -32,9 +32,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _clinical_corpus import clinical_corpus
-
 from appliance.package import generate_keypair
+from compress.corpus import clinical_corpus
 from compress.evaluate import Evaluator
 from compress.minilm import minilm_folder
 from compress.pipeline import CompressResult, run
