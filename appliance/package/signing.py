@@ -57,7 +57,7 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
     folder = Path(folder)
     signature = folder / SIGNATURE_NAME
     if not signature.is_file():
-        raise SignatureError(f"{folder.name}: unsigned, expected {SIGNATURE_NAME}, found none")
+        raise SignatureError(f"unsigned: expected {SIGNATURE_NAME}, found none")
     if not trusted_public_keys:
         raise SignatureError("no trusted public keys configured; refusing every package")
     untrusted: list[str] = []
@@ -70,9 +70,7 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
             message = str(exc)
             if message.startswith("Signature mismatch"):
                 # The key matched (the envelope verified) but the content differs.
-                raise SignatureError(
-                    f"{folder.name}: tampered: {describe_mismatch(folder, signature)}"
-                ) from exc
+                raise SignatureError(f"tampered: {describe_mismatch(folder, signature)}") from exc
             untrusted.append(f"{Path(key).name}: {message}")
         except Exception as exc:  # model-signing raises bare library errors on bad bundles
             untrusted.append(f"{Path(key).name}: {type(exc).__name__}: {exc}")
@@ -80,8 +78,7 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
             log.debug("%s verified with %s", folder, key)
             return Path(key)
     raise SignatureError(
-        f"{folder.name}: signature not made by a trusted key "
-        f"(tried {len(untrusted)}: {'; '.join(untrusted)})"
+        f"signature not made by a trusted key (tried {len(untrusted)}: {'; '.join(untrusted)})"
     )
 
 
