@@ -45,16 +45,22 @@ def _interpreters() -> list[str]:
     return [p for p in found if p]
 
 
+_FOUND: dict[int, str] = {}
+
+
 def python_for(uid: int, home: Path) -> str:
     """An interpreter ``uid`` can run that imports this checkout; skips if there is none."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to act as a second local user")
+    if uid in _FOUND:
+        return _FOUND[uid]
     for python in _interpreters():
         probe = [*_setpriv(uid, uid, []), python, "-c", "import grpc, appliance.cli"]
         result = subprocess.run(
             probe, env=_environment(home), cwd=home, capture_output=True, check=False
         )
         if result.returncode == 0:
+            _FOUND[uid] = python
             return python
     pytest.skip(f"no Python interpreter that uid {uid} may run imports this checkout")
 
