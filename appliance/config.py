@@ -121,6 +121,15 @@ class LifecycleConfig(_Section):
     """Previously active versions kept on disk per model, for rollback."""
     audit_log: Path = Path("/var/log/appliance/audit.jsonl")
     """Append-only JSON lines, one per admin action, accepted or refused."""
+    # 16 GiB holds the largest external-data models a box serves, and keeps one push
+    # from filling the repository's disk. The unpacked total is also capped by the
+    # package's own size (a plain tar never grows), so a small package cannot expand.
+    max_package_bytes: int = Field(default=16 * 1024**3, ge=1024)
+    """Largest package a push may upload, and the most its files may unpack to (bytes)."""
+    # The CLI sends 1 MiB chunks: even a slow link delivers one within seconds. An upload
+    # silent for a minute is a dead client or one holding staging space on purpose.
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds an upload may send nothing before it is refused and its staging removed."""
 
 
 class RepositoryConfig(_Section):
@@ -137,6 +146,11 @@ class SigningConfig(_Section):
         default_factory=lambda: [Path("/etc/appliance/keys/release.pub")]
     )
     """PEM public keys; a package must be signed by one of them to be accepted."""
+    # Off without a config file, so `appliance serve --repository DIR` serves an existing
+    # Triton-style repository as it is; the box's config (packaging/appliance.toml) sets
+    # it. Pushed packages are verified at every load either way.
+    require_signed: bool = False
+    """Refuse version folders not signed by a trusted key (unsigned Triton-style folders)."""
 
 
 class RuntimeConfig(_Section):

@@ -6,15 +6,20 @@ build) and switching the default is a single assignment on the event loop, so a 
 sees either the old or the new version, never a half-loaded one. The lifecycle
 (``appliance.lifecycle``) builds staged activation and rollback on ``add_version``,
 ``set_default`` and ``retire``.
+
+Which versions may become the default, and whether a folder may load at all, is a
+``VersionPolicy``'s call (the lifecycle's ``ServingPolicy`` on a box): every version is
+verified by it before its session is built, and one that fails is refused, logged and
+skipped for the next preferred version, the last good one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from appliance.batcher import BatchSettings
 from appliance.config import Config
@@ -34,6 +39,33 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class VersionPolicy(Protocol):
+    def candidates(self, name: str, available: Collection[int]) -> list[int]:
+        """Versions that may serve ``name`` by default, most preferred first."""
+        ...
+
+    def verify(self, source: VersionSource) -> None:
+        """Blocking; raise an ``ApplianceError`` if the folder may not load."""
+        ...
+
+    def refused(self, source: VersionSource, reason: str) -> None:
+        """``source`` failed ``verify``."""
+        ...
+
+
+class LatestFirst:
+    """No lifecycle: every folder may load, the highest version serves (Triton's rule)."""
+
+    def candidates(self, name: str, available: Collection[int]) -> list[int]:
+        return sorted(available, reverse=True)
+
+    def verify(self, source: VersionSource) -> None:
+        return None
+
+    def refused(self, source: VersionSource, reason: str) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class IndexEntry:
     name: str
@@ -48,14 +80,14 @@ class ModelManager:
         repository: Repository,
         config: Config,
         providers: ProviderChoice,
-        active_version: Callable[[str], int | None] | None = None,
+        policy: VersionPolicy | None = None,
         monitoring: Monitoring | None = None,
     ):
         self.repository = repository
         self.monitoring = monitoring
         self.config = config
         self.providers = providers
-        self._active_version = active_version or (lambda name: None)
+        self._policy: VersionPolicy = policy or LatestFirst()
         self._loaded: dict[str, dict[int, LoadedModel]] = {}
         self._default: dict[str, int] = {}
         self._failed: dict[tuple[str, int], str] = {}
@@ -144,13 +176,22 @@ class ModelManager:
                 log.error("model %r not loaded: %s", name, exc)
 
     async def load(self, name: str) -> list[int]:
-        """(Re)load a model from the repository: RepositoryModelLoad."""
+        """(Re)load a model from the repository: RepositoryModelLoad.
+
+        Tries the policy's candidates in order and serves the first that loads (the
+        last good one when the preferred version is refused); ``version_policy = "all"``
+        loads every version besides. Never makes a version the default that the policy
+        does not name.
+        """
         async with self._lock:
             sources = self.repository.versions(name)
-            wanted = self._versions_to_load(name, sources)
+            preferred = self._policy.candidates(name, set(sources))
+            every = self.config.repository.version_policy == "all"
             loaded: list[int] = []
             errors: list[str] = []
-            for number in wanted:
+            for number in self._load_order(preferred, sources):
+                if loaded and not every:
+                    break  # "latest": the first candidate that loads serves
                 if number in self._loaded.get(name, {}):
                     loaded.append(number)
                     continue
@@ -161,25 +202,60 @@ class ModelManager:
                     self._failed[(name, number)] = str(exc)
                     errors.append(str(exc))
             if not loaded:
-                raise ModelLoadError(f"model {name!r}: no version could be loaded: {errors}")
-            if self._default.get(name) not in self._loaded[name]:
-                self._default[name] = max(loaded)
-            return loaded
+                raise ModelLoadError(self._nothing_loaded(name, sorted(sources), errors))
+            self._choose_default(name, preferred)
+            return sorted(loaded)
 
-    def _versions_to_load(self, name: str, sources: dict[int, VersionSource]) -> list[int]:
+    def _load_order(self, preferred: list[int], sources: dict[int, VersionSource]) -> list[int]:
         if self.config.repository.version_policy == "all":
-            return sorted(sources)
-        active = self._active_version(name)
-        return [active if active in sources else max(sources)]
+            return preferred + sorted(set(sources) - set(preferred), reverse=True)
+        return preferred
 
-    async def add_version(self, source: VersionSource) -> LoadedModel:
-        """Load and warm up one version beside the others, without making it the default."""
+    def _nothing_loaded(self, name: str, on_disk: list[int], errors: list[str]) -> str:
+        if not errors:
+            return (
+                f"model {name!r}: no version is active (on disk: {on_disk}); activate one "
+                "with `appliance models activate`"
+            )
+        return f"model {name!r}: no version could be loaded: {errors}"
+
+    def _choose_default(self, name: str, preferred: list[int]) -> None:
+        versions = self._loaded.get(name, {})
+        if self._default.get(name) in versions:
+            return
+        default = next((v for v in preferred if v in versions), None)
+        if default is None:
+            self._default.pop(name, None)
+            log.warning("model %s: no active version loaded; requests must name one", name)
+            return
+        if default != preferred[0]:
+            log.error(
+                "model %s: serving version %d, the last good one (version %d did not load: %s)",
+                name,
+                default,
+                preferred[0],
+                self._failed.get((name, preferred[0]), "not loaded"),
+            )
+        self._default[name] = default
+
+    async def add_version(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
+        """Load and warm up one version beside the others, without making it the default.
+
+        ``verified``: the caller has just verified the folder itself (a push, an
+        activation), so the policy's check is not run twice.
+        """
         async with self._lock:
-            return await self._add(source)
+            return await self._add(source, verified=verified)
 
-    async def _add(self, source: VersionSource) -> LoadedModel:
+    async def _add(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
         if source.problem:
             raise ModelLoadError(source.problem)
+        if not verified:
+            try:
+                await asyncio.to_thread(self._policy.verify, source)
+            except ApplianceError as exc:
+                self._policy.refused(source, str(exc))
+                raise
         model = await asyncio.to_thread(self._build, source)
         self._loaded.setdefault(source.name, {})[source.version] = model
         self._failed.pop((source.name, source.version), None)
@@ -245,7 +321,9 @@ class ModelManager:
             self._loaded.pop(name, None)
             self._default.pop(name, None)
         elif self._default.get(name) == version:
-            self._default[name] = max(versions)
+            # Only a version the policy names may take over, never simply the highest.
+            self._default.pop(name, None)
+            self._choose_default(name, self._policy.candidates(name, set(versions)))
 
     async def unload(self, name: str) -> None:
         """RepositoryModelUnload: drain and drop every loaded version of a model."""
@@ -260,4 +338,4 @@ class ModelManager:
             await self.retire(model.name, model.version, grace)
 
 
-__all__ = ["IndexEntry", "ModelManager"]
+__all__ = ["IndexEntry", "LatestFirst", "ModelManager", "VersionPolicy"]

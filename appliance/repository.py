@@ -7,7 +7,9 @@ Two layouts are served, both ``<root>/<model>/<version>/``:
 
 Versions are positive integers; anything else (including the lifecycle's hidden
 ``.staging`` folders) is skipped. This module only reads the disk; loading sessions is
-``appliance.manager``'s job, writing the repository is the lifecycle's.
+``appliance.manager``'s job, writing the repository is the lifecycle's, and which roots
+are served (the embedded model's beside the configured one, or not) the lifecycle's
+``ServingPolicy``.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class Repository:
         self.roots = roots
 
     def models(self) -> dict[str, dict[int, VersionSource]]:
+        """Every model and version; where two roots hold the same version, the first wins."""
         found: dict[str, dict[int, VersionSource]] = {}
         for root in self.roots:
             for name, versions in _scan_root(root).items():
-                found.setdefault(name, {}).update(versions)
+                known = found.setdefault(name, {})
+                for number, source in versions.items():
+                    known.setdefault(number, source)
         return found
 
     def versions(self, name: str) -> dict[int, VersionSource]:
@@ -62,14 +67,6 @@ class Repository:
                 f"{name}/<version>/{MODEL_NAME}"
             )
         return versions
-
-
-def repository_roots(path: Path, serve_default_model: bool) -> list[Path]:
-    """The configured root, plus the embedded model when that root holds no model."""
-    roots = [path]
-    if serve_default_model and not _scan_root(path):
-        roots.append(EMBEDDED_ROOT)
-    return roots
 
 
 def _scan_root(root: Path) -> dict[str, dict[int, VersionSource]]:
@@ -105,4 +102,4 @@ def _source(name: str, version: int, folder: Path) -> VersionSource:
     return VersionSource(name, version, folder, manifest)
 
 
-__all__ = ["EMBEDDED_ROOT", "Repository", "VersionSource", "repository_roots"]
+__all__ = ["EMBEDDED_ROOT", "Repository", "VersionSource"]

@@ -32,6 +32,7 @@ from appliance.lifecycle import (
     Lifecycle,
     ModelFigures,
     ModelFiguresHook,
+    ServingPolicy,
     StateStore,
     collect_status,
     recover,
@@ -39,7 +40,7 @@ from appliance.lifecycle import (
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
 from appliance.monitoring import Monitoring
-from appliance.repository import Repository, repository_roots
+from appliance.repository import Repository
 from appliance.runtime import ProviderChoice, choose_providers
 from appliance.security import Authenticator, CertificateFiles, Gate, HandshakeAudit
 from appliance.servicers import ErrorBoundary, InferenceServicer
@@ -97,15 +98,17 @@ class Daemon:
         # Before anything loads (and before the roots are chosen: undoing an interrupted
         # first push may leave the repository empty): clean up, settle active versions.
         recover(self.config.repository.path, state, self.audit)
-        roots = repository_roots(
-            self.config.repository.path, self.config.repository.serve_default_model
+        # The state record decides what serves; every folder is verified as it loads.
+        policy = ServingPolicy(
+            state,
+            self.audit,
+            repository=self.config.repository.path,
+            trusted_keys=self.config.signing.trusted_keys,
+            require_signed=self.config.signing.require_signed,
         )
+        roots = policy.roots(self.config.repository.serve_default_model)
         self.manager = ModelManager(
-            Repository(roots),
-            self.config,
-            self.providers,
-            state.active_version,
-            monitoring=self.monitoring,
+            Repository(roots), self.config, self.providers, policy, monitoring=self.monitoring
         )
         self.lifecycle = Lifecycle(
             self.manager,
@@ -115,6 +118,8 @@ class Daemon:
             trusted_keys=self.config.signing.trusted_keys,
             keep_versions=self.config.lifecycle.keep_versions,
             grace_s=self.config.server.grace_period_s,
+            max_package_bytes=self.config.lifecycle.max_package_bytes,
+            upload_idle_timeout_s=self.config.lifecycle.upload_idle_timeout_s,
         )
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()

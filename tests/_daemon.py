@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -77,6 +78,8 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
+        *,
+        wrapper: Sequence[str] = (),
     ):
         self.workdir = workdir
         self.port = free_port()
@@ -102,6 +105,8 @@ class DaemonProcess:
         self.env = daemon_environment(env)
         self.ready_timeout = ready_timeout
         self.credentials = credentials
+        #: Run the daemon under this command (``unshare ...``), as a box's unit would.
+        self.wrapper = list(wrapper)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +117,15 @@ class DaemonProcess:
         (self.workdir / "repository").mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "appliance", "serve", "--config", str(self.config_path)],
+                [
+                    *self.wrapper,
+                    sys.executable,
+                    "-m",
+                    "appliance",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

@@ -33,11 +33,13 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: Context
     ) -> pb.UploadResponse:
         who = self._identify(context)
-        header = await convert.upload_header_from_proto(request_iterator)
+        # A stalled client is refused (DEADLINE_EXCEEDED) instead of holding staging.
+        requests = self._lifecycle.upload_messages(request_iterator)
+        header = await convert.upload_header_from_proto(requests)
         result = await self._lifecycle.push(
             header.filename,
             header.total_size,
-            convert.upload_chunks_from_proto(request_iterator),
+            convert.upload_chunks_from_proto(requests),
             activate=header.activate,
             allow_downgrade=header.allow_downgrade,
             who=who,

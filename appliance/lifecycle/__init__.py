@@ -1,15 +1,18 @@
 """The model lifecycle: staged pushes, atomic activation, rollback, crash recovery, audit.
 
 ``Lifecycle`` (``controller``) is the core the admin service calls; it knows nothing of
-gRPC. ``StateStore`` keeps the active version per model crash-safely; every action,
-accepted or refused, goes to the audit trail (``audit``); ``faults`` holds the
-test-only kill points.
+gRPC. ``StateStore`` keeps the active version per model crash-safely; ``ServingPolicy``
+decides from it what may load and what serves, and verifies every folder as it loads;
+every action, accepted or refused, goes to the audit trail (``audit``); ``faults`` holds
+the test-only kill and pause points.
 """
 
 from appliance.lifecycle.audit import AuditSink
 from appliance.lifecycle.controller import Lifecycle
 from appliance.lifecycle.faults import ENV_VAR as FAULT_ENV_VAR
-from appliance.lifecycle.faults import FAULT_POINTS
+from appliance.lifecycle.faults import FAULT_POINTS, PAUSE_POINTS
+from appliance.lifecycle.faults import PAUSE_ENV_VAR as PAUSE_ENV_VAR
+from appliance.lifecycle.policy import ServingPolicy
 from appliance.lifecycle.recovery import recover
 from appliance.lifecycle.results import (
     DaemonFigures,
@@ -29,6 +32,8 @@ from appliance.lifecycle.status import collect_status
 __all__ = [
     "FAULT_ENV_VAR",
     "FAULT_POINTS",
+    "PAUSE_ENV_VAR",
+    "PAUSE_POINTS",
     "AuditSink",
     "DaemonFigures",
     "DaemonFiguresHook",
@@ -39,6 +44,7 @@ __all__ = [
     "ModelListing",
     "ModelStatus",
     "PushResult",
+    "ServingPolicy",
     "StateStore",
     "SwitchResult",
     "VersionListing",

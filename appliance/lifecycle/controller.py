@@ -13,10 +13,18 @@ go to the new version at once, in-flight ones finish on the old, which is unload
 it drains. The state record (``state``) is written before the switch, so a crash after
 it serves the new version on restart, and a crash before it the old one.
 
+Cancellation: until the install begins (upload, unpack, verify, self-test) a cancelled
+call undoes everything; from the first write to the state record to the end of the
+switch the change runs to its end even if the caller cancels (``_uncancellable``), so
+the record and what the daemon serves never disagree. The audit line then says ``ok``
+with a note that the caller went away.
+
 Anti-rollback: a version below the highest ever activated (or the one serving) is
-refused unless the operator passes the downgrade flag; ``rollback`` is that explicit
-operator intent by itself. Every action, accepted or refused, goes to the audit log.
-One change at a time: the lifecycle holds a lock for the whole of each.
+refused, at install as at activation, unless the operator passes the downgrade flag
+(audited); ``rollback`` is that explicit operator intent by itself. Every action,
+accepted or refused, goes to the audit log. One change at a time: the lifecycle holds
+a lock for the whole of each. Uploads are bounded in size and refused once stalled
+(``staging``).
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.errors import (
     DowngradeError,
@@ -39,7 +47,7 @@ from appliance.errors import (
 )
 from appliance.lifecycle._durable import move_into_place, remove_folder, storage_errors
 from appliance.lifecycle.audit import AuditSink, audited
-from appliance.lifecycle.faults import fault_point
+from appliance.lifecycle.faults import fault_point, pause_point
 from appliance.lifecycle.results import (
     ModelListing,
     PushResult,
@@ -47,16 +55,18 @@ from appliance.lifecycle.results import (
     VersionListing,
 )
 from appliance.lifecycle.selftest import run_self_test
-from appliance.lifecycle.staging import Staging, Upload
+from appliance.lifecycle.staging import Staging, Upload, idle_bounded
 from appliance.lifecycle.state import StateStore
 from appliance.manager import ModelManager
 from appliance.model import LoadedModel
 from appliance.package import MODEL_NAME, Manifest, unpack_package, verify_package
+from appliance.package.archive import MAX_PACKAGE_BYTES
 from appliance.repository import EMBEDDED_ROOT, VersionSource
 
 log = logging.getLogger(__name__)
 
 Entry = dict[str, Any]
+T = TypeVar("T")
 
 
 class Lifecycle:
@@ -70,12 +80,15 @@ class Lifecycle:
         trusted_keys: Sequence[Path],
         keep_versions: int,
         grace_s: float,
+        max_package_bytes: int = MAX_PACKAGE_BYTES,
+        upload_idle_timeout_s: float = 60.0,
     ):
         self._manager = manager
         self._state = state
         self._audit = audit
         self._root = repository
-        self._staging = Staging(repository)
+        self._staging = Staging(repository, max_package_bytes)
+        self._upload_idle_s = upload_idle_timeout_s
         self._trusted_keys = list(trusted_keys)
         self._keep = keep_versions
         self._grace = grace_s
@@ -86,6 +99,35 @@ class Lifecycle:
         """One admin action: audited, and a repository that refuses writes said plainly."""
         with audited(self._audit, action, who, **fields) as entry, storage_errors(self._root):
             yield entry
+
+    async def _uncancellable(self, change: Coroutine[Any, Any, T], entry: Entry) -> T:
+        """Run a change that has begun to its end, even if the caller cancels meanwhile.
+
+        A cancel that lands here is held until the change is done, then raised: the
+        state record and what serves agree whatever the moment of the cancel.
+        """
+        task = asyncio.ensure_future(change)
+        interrupted = False
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                if not interrupted:
+                    log.warning(
+                        "model %s: the caller cancelled during the change; finishing it so "
+                        "the state record and the served version agree",
+                        entry.get("model", "?"),
+                    )
+                interrupted = True
+        result = task.result()  # the change's own error, if it failed
+        if interrupted:
+            entry.update(outcome="ok", note="the caller cancelled during the change; completed")
+            raise asyncio.CancelledError
+        return result
+
+    def upload_messages(self, messages: AsyncIterator[T]) -> AsyncIterator[T]:
+        """An upload's messages, refused once none arrives for the idle timeout."""
+        return idle_bounded(messages, self._upload_idle_s, "upload")
 
     def _folder(self, name: str, version: int) -> Path:
         return self._root / name / str(version)
@@ -136,30 +178,39 @@ class Lifecycle:
         name, version = manifest.name, manifest.version
         entry.update(model=name, version=version)
         self._check_new(name, version)
-        if activate:
-            self._check_downgrade(name, version, allow_downgrade, entry)
-        model = await self._load_and_test(VersionSource(name, version, folder, manifest))
+        # At install as at activation: with version_policy = "all" an installed version
+        # answers the requests that name it.
+        self._check_downgrade(name, version, allow_downgrade, entry)
+        source = VersionSource(name, version, folder, manifest)
+        await self._load_and_test(source, verified=True)
         fault_point("after_selftest")
+        change = self._commit_install(name, version, upload.digest, folder, activate)
+        previous = await self._uncancellable(change, entry)
+        if activate:
+            entry["previous"] = previous
+        return PushResult(
+            name, version, upload.digest, activate, previous, time.monotonic() - started
+        )
+
+    async def _commit_install(
+        self, name: str, version: int, digest: str, folder: Path, activate: bool
+    ) -> int | None:
+        """Move the tested version into the repository, record it, switch if asked."""
         try:
-            await asyncio.to_thread(self._state.record_pending, name, version, upload.digest)
+            await asyncio.to_thread(self._state.record_pending, name, version, digest)
             await asyncio.to_thread(move_into_place, folder, self._folder(name, version))
         except BaseException:
             await self._manager.retire(name, version, 0)
             raise
         fault_point("after_install")
-        await asyncio.to_thread(self._state.record_install, name, version, upload.digest)
-        previous = None
+        await asyncio.to_thread(self._state.record_install, name, version, digest)
         if activate:
-            previous = await self._switch(name, version, rollback=False)
-            entry["previous"] = previous
-        elif model is not None:
-            await self._manager.retire(name, version, self._grace)
-        return PushResult(
-            name, version, upload.digest, activate, previous, time.monotonic() - started
-        )
+            return await self._switch(name, version, rollback=False)
+        await self._manager.retire(name, version, self._grace)
+        return None
 
     def _unpack_and_verify(self, apkg: Path, folder: Path) -> Manifest:
-        unpack_package(apkg, folder)
+        unpack_package(apkg, folder, max_bytes=self._staging.max_bytes)
         fault_point("after_unpack")
         manifest = verify_package(folder, self._trusted_keys)
         fault_point("after_verify")
@@ -179,15 +230,15 @@ class Lifecycle:
         if not allowed:
             raise DowngradeError(
                 f"model {name!r} version {version} is below version {floor}, the highest "
-                "activated so far; pass --allow-downgrade to activate it anyway (audited)"
+                "activated so far; pass --allow-downgrade to accept it anyway (audited)"
             )
         entry["downgrade"] = True
         log.warning("model %s: downgrade from %d to %d allowed", name, floor, version)
 
-    async def _load_and_test(self, source: VersionSource) -> LoadedModel:
+    async def _load_and_test(self, source: VersionSource, *, verified: bool) -> LoadedModel:
         """A session for ``source`` beside the serving one, passed its golden cases."""
         existing = self._loaded(source.name, source.version)
-        model = existing or await self._manager.add_version(source)
+        model = existing or await self._manager.add_version(source, verified=verified)
         label = f"model {source.name!r} version {source.version}"
         golden = source.manifest.golden if source.manifest else None
         providers = ",".join(model.session.providers)
@@ -211,10 +262,7 @@ class Lifecycle:
     async def _switch(self, name: str, version: int, rollback: bool) -> int | None:
         """Record, then point new requests at ``version``; drain the old; prune."""
         previous = self._manager.default_version(name)
-        if rollback:
-            await asyncio.to_thread(self._state.record_rollback, name, version)
-        else:
-            await asyncio.to_thread(self._state.record_activation, name, version, previous)
+        await asyncio.to_thread(self._record_switch, name, version, previous, rollback)
         fault_point("after_record")
         self._manager.set_default(name, version)
         fault_point("after_switch")
@@ -224,6 +272,14 @@ class Lifecycle:
         fault_point("after_retire")
         await self._prune(name)
         return previous
+
+    def _record_switch(self, name: str, version: int, previous: int | None, rollback: bool) -> None:
+        """Worker thread: the state record says ``version`` is active from now on."""
+        pause_point("before_record")
+        if rollback:
+            self._state.record_rollback(name, version)
+        else:
+            self._state.record_activation(name, version, previous)
 
     async def _prune(self, name: str) -> None:
         """Delete previously active versions beyond the ``keep_versions`` most recent."""
@@ -250,12 +306,14 @@ class Lifecycle:
                 started = time.monotonic()
                 entry["digest"] = self._state.digest(name, version)
                 current = self._manager.default_version(name)
-                if current == version:
+                # Serving it is not enough: a fallback after a refused version serves
+                # what the record does not name, and activating it must record it.
+                if current == version and self._state.active_version(name) in (version, None):
                     entry["note"] = "already active"
                     return SwitchResult(name, version, current, 0.0)
                 source = self._package_source(name, version)
                 self._check_downgrade(name, version, allow_downgrade, entry)
-                previous = await self._test_and_switch(source, rollback=False)
+                previous = await self._test_and_switch(source, entry, rollback=False)
                 entry["previous"] = previous
                 return SwitchResult(name, version, previous, time.monotonic() - started)
 
@@ -270,17 +328,20 @@ class Lifecycle:
                     downgrade=version < self._state.highest_activated(name),
                 )
                 source = self._package_source(name, version)
-                previous = await self._test_and_switch(source, rollback=True)
+                previous = await self._test_and_switch(source, entry, rollback=True)
                 entry["previous"] = previous
                 return SwitchResult(name, version, previous, time.monotonic() - started)
 
-    async def _test_and_switch(self, source: VersionSource, rollback: bool) -> int | None:
+    async def _test_and_switch(
+        self, source: VersionSource, entry: Entry, rollback: bool
+    ) -> int | None:
         # Re-verify: the folder may have been touched since it was installed.
-        if source.folder.parent.parent != EMBEDDED_ROOT:
+        if not source.folder.is_relative_to(EMBEDDED_ROOT):
             await asyncio.to_thread(verify_package, source.folder, self._trusted_keys)
-        await self._load_and_test(source)
+        await self._load_and_test(source, verified=True)
         fault_point("after_selftest")
-        return await self._switch(source.name, source.version, rollback)
+        switch = self._switch(source.name, source.version, rollback)
+        return await self._uncancellable(switch, entry)
 
     def _package_source(self, name: str, version: int) -> VersionSource:
         versions = self._manager.repository.versions(name)

@@ -4,22 +4,31 @@ Every push gets a fresh folder here; nothing in it is ever served (the repositor
 skips dot-folders). A version leaves staging for ``<repository>/<model>/<version>/`` by
 one rename, and a removed version comes back here to be deleted, so whatever a crash
 leaves behind is under this folder, and start-up deletes it all.
+
+An upload is bounded in size (announced up front, at most ``lifecycle.max_package_bytes``)
+and in patience: ``idle_bounded`` refuses one that sends nothing for
+``lifecycle.upload_idle_timeout_s``, so a stalled client cannot hold staging space.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
-from appliance.errors import PackageError
+from appliance.errors import DeadlineExceededError, PackageError
 from appliance.lifecycle._durable import fsync_dir
 from appliance.package.archive import MAX_PACKAGE_BYTES
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STAGING_NAME = ".staging"
 
@@ -67,15 +76,33 @@ class Upload:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+async def idle_bounded(messages: AsyncIterator[T], idle_s: float, what: str) -> AsyncIterator[T]:
+    """``messages`` as they come, refused once none arrives for ``idle_s`` seconds."""
+    iterator = aiter(messages)
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                message = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"{what}: stalled, nothing arrived for {idle_s:g} s; expected the next "
+                "part of the upload (lifecycle.upload_idle_timeout_s)"
+            ) from None
+        yield message
+
+
 class Staging:
-    def __init__(self, repository: Path):
+    def __init__(self, repository: Path, max_bytes: int = MAX_PACKAGE_BYTES):
         self.root = repository / STAGING_NAME
+        self.max_bytes = max_bytes
 
     def begin_upload(self, filename: str, total_size: int) -> Upload:
-        if total_size <= 0 or total_size > MAX_PACKAGE_BYTES:
+        if total_size <= 0 or total_size > self.max_bytes:
             raise PackageError(
-                f"{filename}: expected a package of 1 byte to {MAX_PACKAGE_BYTES} bytes, "
-                f"announced {total_size}"
+                f"{filename}: expected a package of 1 byte to {self.max_bytes} bytes "
+                f"(lifecycle.max_package_bytes), announced {total_size}"
             )
         folder = self.root / f"push-{uuid.uuid4().hex[:12]}"
         folder.mkdir(parents=True, mode=0o750)

@@ -106,6 +106,18 @@ class StateStore:
         record = self.record.models.get(name)
         return record.active if record else None
 
+    def installed(self, name: str, version: int) -> bool:
+        """Whether ``version`` came in by a push (its install is recorded)."""
+        record = self.record.models.get(name)
+        return record is not None and version in record.versions
+
+    def activated_versions(self, name: str) -> list[int]:
+        """The active version, then the earlier active ones, most recent first."""
+        record = self.record.models.get(name)
+        if record is None or record.active is None:
+            return []
+        return list(dict.fromkeys([record.active, *reversed(record.previous)]))
+
     def highest_activated(self, name: str) -> int:
         record = self.record.models.get(name)
         return record.highest_activated if record else 0

@@ -1,7 +1,8 @@
 """The model package (``NAME-VERSION.apkg``): manifest, build, sign, verify.
 
 Public API: the manifest schema, ``generate_keypair``, ``sign_folder``/``verify_folder``,
-``build_package``/``unpack_package``/``verify_package``, ``make_golden`` and
+``build_package``/``unpack_package``/``verify_package``, ``verify_model_folder`` and
+``check_unsigned_folder`` (version folders on disk), ``make_golden`` and
 ``make_reference_profile``. Extraction is safe against hostile archives; every failure
 is a ``PackageError`` (``SignatureError`` for signature failures).
 
@@ -29,6 +30,7 @@ _SOURCES = {
     "TensorData": "appliance.package.manifest",
     "TensorSpec": "appliance.package.manifest",
     "build_package": "appliance.package.build",
+    "check_unsigned_folder": "appliance.package.build",
     "generate_keypair": "appliance.package.keys",
     "make_golden": "appliance.package.golden",
     "make_reference_profile": "appliance.package.golden",
@@ -38,6 +40,7 @@ _SOURCES = {
     "specs_from_onnx": "appliance.package.build",
     "unpack_package": "appliance.package.build",
     "verify_folder": "appliance.package.signing",
+    "verify_model_folder": "appliance.package.build",
     "verify_package": "appliance.package.build",
     "write_manifest": "appliance.package.manifest",
 }
@@ -46,9 +49,11 @@ if TYPE_CHECKING:
     from appliance.package.build import (
         PACKAGE_SUFFIX,
         build_package,
+        check_unsigned_folder,
         package_filename,
         specs_from_onnx,
         unpack_package,
+        verify_model_folder,
         verify_package,
     )
     from appliance.package.golden import make_golden, make_reference_profile
@@ -94,6 +99,7 @@ __all__ = [
     "TensorData",
     "TensorSpec",
     "build_package",
+    "check_unsigned_folder",
     "generate_keypair",
     "make_golden",
     "make_reference_profile",
@@ -103,6 +109,7 @@ __all__ = [
     "specs_from_onnx",
     "unpack_package",
     "verify_folder",
+    "verify_model_folder",
     "verify_package",
     "write_manifest",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from appliance.errors import PackageError
+from appliance.package.external import external_data_files
 from appliance.package.manifest import Datatype, TensorSpec
 
 # ONNX TensorProto element types to KServe V2 datatype names.
@@ -71,24 +72,6 @@ def graph_specs(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[T
     inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
     outputs = tuple(_spec(v) for v in model.graph.output)
     return inputs, outputs
-
-
-def external_data_files(model: onnx.ModelProto) -> list[str]:
-    """Relative locations of the external data files the model's tensors point to."""
-    locations: set[str] = set()
-    for tensor in _all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
-    return sorted(locations)
-
-
-def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        tensors.extend(a.t for a in node.attribute if a.HasField("t"))
-    return tensors
 
 
 __all__ = ["NUMPY_BY_V2", "external_data_files", "graph_specs", "load_graph"]

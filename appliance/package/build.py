@@ -3,8 +3,12 @@
 ``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``
 and the signature in a temporary folder and writes ``NAME-VERSION.apkg`` atomically.
 ``unpack_package`` extracts safely; ``verify_package`` checks the signature against
-trusted keys and that the manifest matches the model. The lifecycle (push, stage,
-self-test, activate) lives in the daemon and uses these.
+trusted keys, that the manifest matches the model (input and output names, datatypes
+and shapes) and that external data names only signed files of the package
+(``external``). ``verify_model_folder`` does the same for a version folder on disk,
+signed package or signed Triton-style folder, and ``check_unsigned_folder`` what an
+unsigned Triton-style folder must pass. The lifecycle (push, stage, self-test,
+activate) lives in the daemon and uses these.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.errors import PackageError
-from appliance.package._onnx_specs import external_data_files, graph_specs, load_graph
-from appliance.package.archive import extract_archive, write_archive
+from appliance.package._onnx_specs import graph_specs, load_graph
+from appliance.package.archive import MAX_PACKAGE_BYTES, extract_archive, write_archive
+from appliance.package.external import check_external_data, check_location, external_refs
 from appliance.package.manifest import (
     MANIFEST_NAME,
     MODEL_NAME,
-    SIGNATURE_NAME,
     Manifest,
     TensorSpec,
     read_manifest,
@@ -45,24 +49,24 @@ def _stage(onnx_path: Path, manifest: Manifest, folder: Path) -> None:
     inputs, outputs = graph_specs(model)
     _check_specs(manifest, inputs, outputs)
     shutil.copyfile(onnx_path, folder / MODEL_NAME)
-    for location in external_data_files(model):
-        source = (onnx_path.parent / location).resolve()
-        if Path(location).is_absolute() or len(Path(location).parts) != 1:
-            raise PackageError(
-                f"{onnx_path}: external data {location!r} must sit beside the model, flat"
-            )
-        if location in (MODEL_NAME, MANIFEST_NAME, SIGNATURE_NAME):
-            raise PackageError(f"{onnx_path}: external data may not be named {location!r}")
+    for ref in external_refs(model):
+        check_location(ref, flat=True)
+        source = onnx_path.parent / ref.location
         if not source.is_file():
-            raise PackageError(f"{onnx_path}: external data file {location!r} is missing")
-        shutil.copyfile(source, folder / location)
+            raise PackageError(f"{onnx_path}: external data file {ref.location!r} is missing")
+        if not (folder / ref.location).exists():
+            shutil.copyfile(source, folder / ref.location)
+    check_external_data(model, folder, flat=True)  # offsets and lengths, in the copies
     write_manifest(manifest, folder)
 
 
 def _check_specs(
     manifest: Manifest, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
 ) -> None:
-    """The manifest must describe the graph it ships with, or serving would reject requests."""
+    """The manifest must describe the graph it ships with, or serving would reject requests.
+
+    Names, datatypes and shapes (-1 for a dynamic dimension) must all agree.
+    """
     for kind, declared, actual in (
         ("inputs", manifest.inputs, inputs),
         ("outputs", manifest.outputs, outputs),
@@ -72,6 +76,13 @@ def _check_specs(
                 f"model.json {kind}: expected {[(s.name, s.datatype) for s in actual]} "
                 f"(from the ONNX graph), got {[(s.name, s.datatype) for s in declared]}"
             )
+        graph_shapes = {s.name: list(s.shape) for s in actual}
+        for spec in declared:
+            if list(spec.shape) != graph_shapes[spec.name]:
+                raise PackageError(
+                    f"model.json {kind}: {spec.name!r} has shape {list(spec.shape)}; expected "
+                    f"{graph_shapes[spec.name]} from the ONNX graph (-1: dynamic)"
+                )
 
 
 def build_package(onnx_path: Path, manifest: Manifest, private_key: Path, out_path: Path) -> Path:
@@ -95,13 +106,18 @@ def build_package(onnx_path: Path, manifest: Manifest, private_key: Path, out_pa
 
 
 def unpack_package(
-    apkg: Path, dest_dir: Path, trusted_keys: Sequence[Path] | None = None
+    apkg: Path,
+    dest_dir: Path,
+    trusted_keys: Sequence[Path] | None = None,
+    *,
+    max_bytes: int = MAX_PACKAGE_BYTES,
 ) -> Manifest:
     """Extract ``apkg`` into ``dest_dir`` safely and return its manifest.
 
     With ``trusted_keys`` the signature is verified too (``SignatureError`` on failure).
+    ``max_bytes`` caps the unpacked total (the archive's own size caps it as well).
     """
-    names = extract_archive(Path(apkg), Path(dest_dir))
+    names = extract_archive(Path(apkg), Path(dest_dir), max_bytes)
     for required in (MODEL_NAME, MANIFEST_NAME):
         if required not in names:
             raise PackageError(f"{apkg}: expected {required} in the package, found none")
@@ -110,18 +126,21 @@ def unpack_package(
     return read_manifest(Path(dest_dir))
 
 
-def verify_package(apkg_or_folder: Path, trusted_keys: Sequence[Path]) -> Manifest:
+def verify_package(
+    apkg_or_folder: Path, trusted_keys: Sequence[Path], *, max_bytes: int = MAX_PACKAGE_BYTES
+) -> Manifest:
     """Verify a package file or an unpacked folder; return its manifest.
 
     Checks, in order: safe layout, signature by one of ``trusted_keys`` over every file,
-    a valid manifest, and that the manifest's tensors match the ONNX graph.
+    a valid manifest, that the manifest's tensors match the ONNX graph, and that the
+    graph's external data names only files of the package.
     """
     path = Path(apkg_or_folder)
     if path.is_dir():
         return _verify_folder(path, trusted_keys)
     with tempfile.TemporaryDirectory(prefix="apkg-verify-") as tmp:
         folder = Path(tmp) / "pkg"
-        unpack_package(path, folder)
+        unpack_package(path, folder, max_bytes=max_bytes)
         return _verify_folder(folder, trusted_keys)
 
 
@@ -130,16 +149,40 @@ def _verify_folder(folder: Path, trusted_keys: Sequence[Path]) -> Manifest:
     manifest = read_manifest(folder)
     if not (folder / MODEL_NAME).is_file():
         raise PackageError(f"{folder}: expected {MODEL_NAME}, found none")
-    inputs, outputs = graph_specs(load_graph(folder / MODEL_NAME))
+    model = load_graph(folder / MODEL_NAME)
+    inputs, outputs = graph_specs(model)
     _check_specs(manifest, inputs, outputs)
+    check_external_data(model, folder, flat=True)
     return manifest
+
+
+def verify_model_folder(folder: Path, trusted_keys: Sequence[Path]) -> Manifest | None:
+    """A signed version folder on disk: a package (``model.json``) or Triton-style.
+
+    Returns the manifest of a package, ``None`` for a signed folder without one (its
+    external data may then sit in subfolders, as Triton repositories keep it).
+    """
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).is_file():
+        return _verify_folder(folder, trusted_keys)
+    verify_folder(folder, trusted_keys)
+    check_unsigned_folder(folder)
+    return None
+
+
+def check_unsigned_folder(folder: Path) -> None:
+    """What a Triton-style folder must pass even unsigned: external data stays inside it."""
+    model = load_graph(Path(folder) / MODEL_NAME)
+    check_external_data(model, Path(folder), flat=False)
 
 
 __all__ = [
     "PACKAGE_SUFFIX",
     "build_package",
+    "check_unsigned_folder",
     "package_filename",
     "specs_from_onnx",
     "unpack_package",
+    "verify_model_folder",
     "verify_package",
 ]

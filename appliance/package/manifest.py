@@ -8,6 +8,7 @@ limits; the lifecycle reads the golden cases for the on-box self-test.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -19,6 +20,8 @@ FORMAT: Final = "apkg/1"
 MANIFEST_NAME = "model.json"
 MODEL_NAME = "model.onnx"
 SIGNATURE_NAME = "model.sig"
+#: The name of every file a package holds: flat (no folders), plain, no leading dot.
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 #: V2 datatypes the appliance serves (BYTES is declared but no packaged model uses it).
 Datatype = Literal[

@@ -10,10 +10,13 @@ This module is the boundary where model-signing's exceptions become ``SignatureE
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from model_signing import hashing, signing, verifying
 
@@ -54,7 +57,7 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
     folder = Path(folder)
     signature = folder / SIGNATURE_NAME
     if not signature.is_file():
-        raise SignatureError(f"{folder.name}: unsigned, expected {SIGNATURE_NAME}, found none")
+        raise SignatureError(f"unsigned: expected {SIGNATURE_NAME}, found none")
     if not trusted_public_keys:
         raise SignatureError("no trusted public keys configured; refusing every package")
     untrusted: list[str] = []
@@ -67,7 +70,7 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
             message = str(exc)
             if message.startswith("Signature mismatch"):
                 # The key matched (the envelope verified) but the content differs.
-                raise SignatureError(f"{folder.name}: tampered: {_short(message)}") from exc
+                raise SignatureError(f"tampered: {describe_mismatch(folder, signature)}") from exc
             untrusted.append(f"{Path(key).name}: {message}")
         except Exception as exc:  # model-signing raises bare library errors on bad bundles
             untrusted.append(f"{Path(key).name}: {type(exc).__name__}: {exc}")
@@ -75,16 +78,64 @@ def verify_folder(folder: Path, trusted_public_keys: Sequence[Path]) -> Path:
             log.debug("%s verified with %s", folder, key)
             return Path(key)
     raise SignatureError(
-        f"{folder.name}: signature not made by a trusted key "
-        f"(tried {len(untrusted)}: {'; '.join(untrusted)})"
+        f"signature not made by a trusted key (tried {len(untrusted)}: {'; '.join(untrusted)})"
     )
 
 
-def _short(message: str) -> str:
-    # model-signing's diff lists full digests; keep the file names and drop the hex.
-    body = message.removeprefix("Signature mismatch: ")
-    body = re.sub(r": Expected '[0-9a-f]+', Actual '[0-9a-f]+'", "", body)
-    return body.strip("[]").replace('"', "").replace("\\'", "'")[:500]
+#: Hex digits of a digest shown in messages: enough to tell two files apart.
+DIGEST_CHARS = 12
 
 
-__all__ = ["sign_folder", "verify_folder"]
+def describe_mismatch(folder: Path, signature: Path) -> str:
+    """Which files differ from what the signature lists, digests in short hex.
+
+    Read from the signature's own statement (its envelope was just verified with a
+    trusted key, so the list is authentic) rather than from model-signing's message,
+    which prints raw digest bytes.
+    """
+    try:
+        signed = _signed_digests(signature)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "the files differ from those the signature covers"
+    on_disk = {
+        p.relative_to(folder).as_posix(): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p != signature
+    }
+    problems = []
+    for name, path in on_disk.items():
+        if name not in signed:
+            problems.append(f"{name}: not covered by the signature")
+            continue
+        algorithm, expected = signed[name]
+        got = _file_digest(path, algorithm)
+        if got != expected:
+            problems.append(
+                f"{name}: expected {algorithm} {expected[:DIGEST_CHARS]}..., "
+                f"got {got[:DIGEST_CHARS]}..."
+            )
+    problems += [f"{name}: signed but missing" for name in signed if name not in on_disk]
+    return "; ".join(problems)[:1000] or "the files differ from those the signature covers"
+
+
+def _signed_digests(signature: Path) -> dict[str, tuple[str, str]]:
+    bundle: dict[str, Any] = json.loads(signature.read_bytes())
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    return {
+        str(r["name"]): (str(r["algorithm"]), str(r["digest"]).lower())
+        for r in statement["predicate"]["resources"]
+    }
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    try:
+        digest = hashlib.new(algorithm)
+    except ValueError:
+        return "?"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+__all__ = ["describe_mismatch", "sign_folder", "verify_folder"]

@@ -1,18 +1,30 @@
 """Packages the box must refuse, and the model it serves meanwhile, untouched.
 
 Each refused push exits 3 with the reason on stderr, leaves nothing in the repository
-or staging, keeps version 1 answering, and is in the audit log as refused.
+or staging, keeps version 1 answering, and is in the audit log as refused. The hostile
+ones are built as an attacker would (``tests._hostile``) and signed with the box's
+trusted key where that matters, so only the check under test stands in the way: GNU
+sparse members that would expand to 512 MiB, external data pointing at
+``/etc/passwd``, a manifest whose shapes are not the graph's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._daemon import DaemonProcess
+from tests._hostile import (
+    TRAVERSAL,
+    gnu_sparse_package,
+    leaky_package,
+    pax_sparse_package,
+    resigned_package,
+)
 from tests.lifecycle.conftest import (
     MODEL,
     Packages,
@@ -59,6 +71,35 @@ def _unsigned(packages: Packages, out: Path) -> Path:
     return rewrite_package(packages.build(5), out, {"model.sig": None})
 
 
+def _gnu_sparse_bomb(packages: Packages, out: Path) -> Path:
+    return gnu_sparse_package(packages.build(5), out)
+
+
+def _pax_sparse_bomb(packages: Packages, out: Path) -> Path:
+    return pax_sparse_package(packages.build(5), out)
+
+
+def _reads_etc_passwd(packages: Packages, out: Path) -> Path:
+    return leaky_package(TRAVERSAL, packages.private, out)
+
+
+def _reads_etc_passwd_absolute(packages: Packages, out: Path) -> Path:
+    return leaky_package("/etc/passwd", packages.private, out)
+
+
+def _reads_etc_passwd_sparse(packages: Packages, out: Path) -> Path:
+    return leaky_package(TRAVERSAL, packages.private, out, sparse=True)
+
+
+def _wrong_input_shape(packages: Packages, out: Path) -> Path:
+    def widen(folder: Path) -> None:
+        manifest = json.loads((folder / "model.json").read_text())
+        manifest["inputs"][0]["shape"] = [-1, 31]
+        (folder / "model.json").write_text(json.dumps(manifest))
+
+    return resigned_package(packages.build(5), packages.private, out, widen)
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -66,8 +107,25 @@ def _unsigned(packages: Packages, out: Path) -> Path:
         (_change_manifest, "tampered"),
         (_other_key, "not made by a trusted key"),
         (_unsigned, "unsigned"),
+        (_gnu_sparse_bomb, "sparse member claiming 536870912 bytes"),
+        (_pax_sparse_bomb, "sparse member claiming 536870912 bytes"),
+        (_reads_etc_passwd, "external data location '../../../"),
+        (_reads_etc_passwd_absolute, "external data location '/etc/passwd'"),
+        (_reads_etc_passwd_sparse, "sparse initializer 'W' (values): external data location"),
+        (_wrong_input_shape, "'input' has shape [-1, 31]; expected [-1, 30]"),
     ],
-    ids=["flipped-byte-in-model", "changed-model-json", "other-key", "unsigned"],
+    ids=[
+        "flipped-byte-in-model",
+        "changed-model-json",
+        "other-key",
+        "unsigned",
+        "gnu-sparse-bomb",
+        "pax-sparse-bomb",
+        "external-data-traversal",
+        "external-data-absolute",
+        "external-data-sparse-initializer",
+        "manifest-shape-not-the-graphs",
+    ],
 )
 def test_bad_package_is_refused_and_serving_is_untouched(
     shared_daemon: DaemonProcess, packages: Packages, tmp_path: Path, make: object, reason: str
@@ -76,9 +134,10 @@ def test_bad_package_is_refused_and_serving_is_untouched(
     result = cli(shared_daemon, "models", "push", str(package), "--activate")
     assert result.returncode == REFUSED, result.stderr
     assert reason in result.stderr
+    assert "\\x" not in result.stderr  # digests and names as text, never raw bytes
     assert infer_version(shared_daemon) == "1"
     repository = shared_daemon.workdir / "repository"
-    assert not (repository / MODEL).exists()
+    assert [p.name for p in repository.iterdir() if not p.name.startswith(".")] == []
     assert list((repository / ".staging").iterdir()) == []
     last = audit_lines(shared_daemon)[-1]
     assert last["event"] == "admin.push"
@@ -86,6 +145,20 @@ def test_bad_package_is_refused_and_serving_is_untouched(
     assert reason in last["reason"]
     assert last["digest"].startswith("sha256:")
     assert last["caller"].startswith("uid:")
+
+
+def test_the_tamper_refusal_names_the_file_and_short_hex_digests(
+    shared_daemon: DaemonProcess, packages: Packages, tmp_path: Path
+) -> None:
+    package = _flip_model_byte(packages, tmp_path / "bad.apkg")
+    result = cli(shared_daemon, "models", "push", str(package))
+    assert result.returncode == REFUSED
+    assert re.search(
+        r"tampered: model\.onnx: expected sha256 [0-9a-f]{12}\.\.\., got [0-9a-f]{12}\.\.\.",
+        result.stderr,
+    ), result.stderr
+    assert "digest_value" not in result.stderr
+    assert "digest_value" not in audit_lines(shared_daemon)[-1]["reason"]
 
 
 def test_failing_self_test_is_refused_and_old_version_serves(

@@ -33,10 +33,16 @@ def test_push_activate_rollback_and_anti_rollback(
     assert pushed["previous_version"] == "1"
     assert infer_version(daemon) == "3"
 
-    # A lower version may be installed, but not activated without the flag.
-    installed = cli_json(daemon, "models", "push", str(packages.build(2)))
+    # A lower version is refused at install too, unless the operator says so (audited);
+    # installed, it still needs the flag to be activated.
+    refused_install = cli(daemon, "models", "push", str(packages.build(2)))
+    assert refused_install.returncode == REFUSED
+    assert "below version 3" in refused_install.stderr
+    installed = cli_json(daemon, "models", "push", str(packages.build(2)), "--allow-downgrade")
     assert installed["activated"] is False
     assert infer_version(daemon) == "3"
+    install = [e for e in audit_lines(daemon) if e["event"] == "admin.push"][-1]
+    assert install["outcome"] == "ok" and install["downgrade"] is True
     refused = cli(daemon, "models", "activate", MODEL, "2")
     assert refused.returncode == REFUSED
     assert "below version 3" in refused.stderr and "--allow-downgrade" in refused.stderr
@@ -63,7 +69,7 @@ def test_push_activate_rollback_and_anti_rollback(
     assert active[0]["digest"].startswith("sha256:")
 
     events = [e["event"] for e in audit_lines(daemon)]
-    assert events.count("admin.push") == 3
+    assert events.count("admin.push") == 4
     assert "admin.rollback" in events
 
 
