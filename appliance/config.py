@@ -52,6 +52,9 @@ class TLSConfig(_Section):
 class ServerConfig(_Section):
     address: str = "127.0.0.1:8001"
     """HOST:PORT of the inference gRPC service (KServe V2, health, reflection)."""
+    # Triton's triple: HTTP 8000, gRPC 8001, metrics 8002.
+    http_address: str = "127.0.0.1:8000"
+    """HOST:PORT of the HTTP port: KServe V2 REST and the OpenAI-compatible API (``/v1``)."""
     metrics_address: str = "127.0.0.1:8002"
     """HOST:PORT of the Prometheus ``/metrics`` endpoint."""
     tls: TLSConfig | None = None
@@ -82,7 +85,7 @@ class ServerConfig(_Section):
     max_connection_age_grace_s: float = Field(default=60.0, ge=0)
     """Seconds an aged connection's in-flight RPCs get to finish before it closes."""
 
-    _address = field_validator("address", "metrics_address")(_check_address)
+    _address = field_validator("address", "http_address", "metrics_address")(_check_address)
 
 
 class AdminTLSConfig(_Section):
