@@ -102,7 +102,7 @@ def _body(style: Style, status: int, message: str, exc: BaseException | None) ->
     error = {
         "message": message,
         "type": _OPENAI_TYPES.get(status, "server_error"),
-        "param": exc.param if isinstance(exc, FieldError) else None,
+        "param": (exc.param or None) if isinstance(exc, FieldError) else None,
         "code": code,
     }
     return json.dumps({"error": error}).encode()

@@ -227,6 +227,9 @@ def _field_error(exc: ValidationError) -> FieldError:
     if err["type"] == "missing":
         return FieldError(param, "required field is missing")
     message = err["msg"].removeprefix("Value error, ")
+    field, sep, _ = message.partition(":")
+    if not param and sep and field.isidentifier():  # a whole-request check naming its field
+        param = field
     if message.startswith(f"{param}:"):
         return FieldError(param, message.removeprefix(f"{param}:").strip())
     return FieldError(param, f"{message} (got {_number(err.get('input'))})")
