@@ -3,8 +3,8 @@ the same answers as the gRPC port, and errors in Triton's body with the right st
 
 from __future__ import annotations
 
-import json
 import http.client
+import json
 from typing import Any
 
 import numpy as np

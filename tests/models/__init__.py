@@ -96,10 +96,37 @@ def fixed_batch_model(path: Path) -> Path:
 
 
 #: The tiny encoder's words; anything else is [UNK].
-ENCODER_WORDS = (
-    "the patient has a fever and cough chest pain no history of diabetes blood pressure "
-    "is normal heart rate high low left right lung clear scan shows mild severe"
-).split()
+ENCODER_WORDS = [
+    "the",
+    "patient",
+    "has",
+    "a",
+    "fever",
+    "and",
+    "cough",
+    "chest",
+    "pain",
+    "no",
+    "history",
+    "of",
+    "diabetes",
+    "blood",
+    "pressure",
+    "is",
+    "normal",
+    "heart",
+    "rate",
+    "high",
+    "low",
+    "left",
+    "right",
+    "lung",
+    "clear",
+    "scan",
+    "shows",
+    "mild",
+    "severe",
+]
 ENCODER_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 ENCODER_DIM = 8
 
