@@ -63,11 +63,11 @@ class ServerConfig(_Section):
     """Seconds SIGTERM waits for in-flight requests before closing connections."""
     # 64 MiB holds a batch of 32 images of 512x512x3 fp32 with room to spare.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    """Largest request or response in bytes; larger ones get RESOURCE_EXHAUSTED."""
+    """Largest request or response in bytes; larger ones get RESOURCE_EXHAUSTED (HTTP: 413)."""
     # Each RPC in flight may hold a request of up to max_message_bytes; beyond the
     # batchers' queues more concurrency only adds memory, not throughput.
     max_concurrent_rpcs: int = Field(default=1024, ge=1)
-    """RPCs in flight at once (streams included); beyond it, RESOURCE_EXHAUSTED at once."""
+    """RPCs (HTTP requests) in flight at once per port; beyond it, RESOURCE_EXHAUSTED at once."""
     # Hospital firewalls drop idle TCP connections silently; a ping every minute finds
     # the dead ones without measurable traffic.
     keepalive_time_s: float = Field(default=60.0, gt=0)

@@ -7,8 +7,8 @@ It speaks just enough HTTP/1.1 over asyncio streams (status line, ``Content-Leng
 so the client costs the same against every server, as the gRPC generator does with
 pre-serialised bytes. A status other than 200 counts as an error.
 
-    from _http_load import http_request, run_http_load
-    request = http_request("POST", "/v2/models/breast_cancer/infer", body, headers)
+    from _http_load import run_http_load, v2_infer_request
+    request = v2_infer_request("breast_cancer", {"input": x})  # bytes
     result = run_http_load("127.0.0.1:8000", request, concurrency=16, duration=10.0)
 """
 
@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from _load import LoadResult
 
@@ -160,3 +161,33 @@ def _main() -> None:
 
 if __name__ == "__main__":
     _main()
+
+
+def v2_infer_request(model: str, inputs: Mapping[str, Any]) -> bytes:
+    """A V2 REST infer request as ``tritonclient.http`` sends it: a JSON header, then each
+    input's raw bytes (Triton's binary extension), every output asked for in binary."""
+    import numpy as np
+
+    from appliance.tensors import encode, v2_datatype
+
+    arrays = {name: np.asarray(value) for name, value in inputs.items()}
+    data = [encode(a) for a in arrays.values()]
+    header = {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": v2_datatype(array),
+                "shape": list(array.shape),
+                "parameters": {"binary_data_size": len(raw)},
+            }
+            for (name, array), raw in zip(arrays.items(), data, strict=True)
+        ],
+        "parameters": {"binary_data_output": True},
+    }
+    text = json.dumps(header).encode()
+    return http_request(
+        "POST",
+        f"/v2/models/{model}/infer",
+        b"".join([text, *data]),
+        {"Inference-Header-Content-Length": str(len(text))},
+    )

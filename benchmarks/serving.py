@@ -7,6 +7,11 @@ and MiniLM-L6 dynamic int8 (compute-bound: single-row requests of 128 tokens). W
 checked against the serving issue's targets.
 
     python benchmarks/serving.py [--duration SECONDS] [--out FILE]
+    python benchmarks/serving.py --http [--duration SECONDS] [--out FILE]
+
+``--http`` compares the daemon's two ports instead: KServe V2 REST (binary tensors, as
+``tritonclient.http`` sends them) against gRPC on the same daemon, and ``/v1/embeddings``
+for MiniLM, at concurrency 1 and 16, into ``benchmarks/results/serving-http.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # the daemon runner shared with the tests
 
+from _http_load import http_request, run_http_load, v2_infer_request  # noqa: E402
 from _load import LoadResult, infer_request, run_load  # noqa: E402
 from _minilm import minilm_onnx, token_batch  # noqa: E402
 
@@ -291,12 +297,166 @@ def report(rows: list[Row], memory: dict[str, float], duration: float) -> str:
     return "\n".join(lines)
 
 
+# -- the HTTP port against gRPC (--http) -----------------------------------------------
+
+HTTP_CONCURRENCY = (1, 16)
+GRPC_PORT, HTTP_PORT = "daemon, gRPC", "daemon, V2 REST (binary)"
+EMBEDDINGS = "daemon, /v1/embeddings (text)"
+#: A clinical-style sentence that MiniLM's tokenizer turns into about 30 tokens.
+NOTE = (
+    "Patient presents with intermittent chest pain radiating to the left arm, "
+    "no history of diabetes; blood pressure 150/95, heart rate 88, ECG unremarkable."
+)
+
+
+def _row(workload: str, server: str, concurrency: int, result: LoadResult) -> Row:
+    print(
+        f"  {workload:10s} {server:32s} c={concurrency:<3d} {result.throughput:8.0f}/s "
+        f"p50 {result.p50_ms:6.2f} ms p99 {result.p99_ms:6.2f} ms errors {result.errors}",
+        flush=True,
+    )
+    return Row(
+        workload,
+        server,
+        concurrency,
+        result.throughput,
+        result.p50_ms,
+        result.p99_ms,
+        result.errors,
+    )
+
+
+def port_rows(
+    workload: str, daemon: DaemonProcess, grpc_request: bytes, rest_request: bytes, duration: float
+) -> list[Row]:
+    """Both ports of one daemon, alternating at each concurrency (box noise hits both)."""
+    rows = []
+    for concurrency in HTTP_CONCURRENCY:
+        grpc = run_load(daemon.address, grpc_request, concurrency, duration, warmup=1.0)
+        rows.append(_row(workload, GRPC_PORT, concurrency, grpc))
+        rest = run_http_load(daemon.http_address, rest_request, concurrency, duration, warmup=1.0)
+        rows.append(_row(workload, HTTP_PORT, concurrency, rest))
+    return rows
+
+
+def minilm_folder_repository(work: Path) -> Path:
+    """MiniLM int8 as a Triton-style embedding folder: the model and its tokenizer files."""
+    from compress.minilm import minilm_folder
+
+    _, int8 = minilm_onnx()
+    folder = work / "minilm-repo" / "minilm" / "1"
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").symlink_to(int8)
+    source = minilm_folder()
+    for name in ("tokenizer.json", "tokenizer_config.json", "sentence_bert_config.json"):
+        (folder / name).symlink_to(source / name)
+    return work / "minilm-repo"
+
+
+def run_http(duration: float, out: Path) -> None:
+    import json
+
+    work = Path(tempfile.mkdtemp(prefix="serving-http-bench-"))
+    rows: list[Row] = []
+    print("default model: gRPC and V2 REST on one daemon", flush=True)
+    x = np.random.default_rng(0).normal(10, 3, size=(1, 30)).astype(np.float32)
+    with DaemonProcess(Path(tempfile.mkdtemp(dir=work))) as daemon:
+        rows += port_rows(
+            "default",
+            daemon,
+            infer_request("breast_cancer", {"input": x}),
+            v2_infer_request("breast_cancer", {"input": x}),
+            duration,
+        )
+    print("MiniLM-L6 int8: gRPC, V2 REST (128 tokens) and /v1/embeddings (one note)", flush=True)
+    repo = minilm_folder_repository(work)
+    config: dict[str, Any] = {"repository": {"path": str(repo)}}
+    one = token_batch(1)
+    embeddings = http_request(
+        "POST",
+        "/v1/embeddings",
+        json.dumps({"model": "minilm", "input": NOTE}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with DaemonProcess(Path(tempfile.mkdtemp(dir=work)), config) as daemon:
+        rows += port_rows(
+            "minilm",
+            daemon,
+            infer_request("minilm", one),
+            v2_infer_request("minilm", one),
+            duration,
+        )
+        for concurrency in HTTP_CONCURRENCY:
+            result = run_http_load(daemon.http_address, embeddings, concurrency, duration)
+            rows.append(_row("minilm", EMBEDDINGS, concurrency, result))
+    out.write_text(http_report(rows, duration))
+    print(f"wrote {out}")
+
+
+def http_checks(rows: list[Row]) -> list[tuple[str, float, float, bool]]:
+    """(target, measured ratio, threshold, met): the HTTP issue's target, and the others
+    as figures beside it."""
+    checks = []
+    for workload in ("default", "minilm"):
+        for concurrency in HTTP_CONCURRENCY:
+            rest = _find(rows, workload, HTTP_PORT, concurrency).throughput
+            grpc = _find(rows, workload, GRPC_PORT, concurrency).throughput
+            ratio = rest / grpc
+            target = 0.7 if (workload, concurrency) == ("default", 16) else 0.0
+            name = f"{workload}, c={concurrency}: V2 REST throughput vs gRPC"
+            checks.append((name, ratio, target, ratio >= target))
+    return checks
+
+
+def http_report(rows: list[Row], duration: float) -> str:
+    import aiohttp
+
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [
+        "# Serving benchmark: the HTTP port beside gRPC",
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`python benchmarks/serving.py --http --duration {duration:g}`.",
+        "",
+        f"- Machine: {os.cpu_count()} cores ({_cpu_name()}), "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU; shared with other work "
+        f"(load average at the end {load})",
+        f"- Python {platform.python_version()}, onnxruntime {ort.__version__}, "
+        f"aiohttp {aiohttp.__version__}",
+        f"- One daemon per workload serving both ports (batching on); closed loop from a "
+        f"separate process, {duration:g} s per point after 1 s of warm-up, the two ports "
+        "alternating at each concurrency. gRPC: `grpc.aio`, the request serialised once "
+        "(`_load`). V2 REST: keep-alive HTTP/1.1 connections, one per worker, the request "
+        "as `tritonclient.http` sends it (JSON header plus binary tensor data) built once "
+        "(`_http_load`). `/v1/embeddings`: one clinical-style note per request, tokenized "
+        "and pooled on the box.",
+        "",
+        "| workload | server | concurrency | throughput (req/s) | p50 (ms) | p99 (ms) | errors |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.workload} | {r.server} | {r.concurrency} | {r.throughput:,.0f} "
+            f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    lines += ["", "## Ratios", "", "| comparison | ratio | target | met |", "|---|---:|---:|---|"]
+    for name, ratio, target, met in http_checks(rows):
+        goal = f"at least {target:g}" if target else "(figure)"
+        verdict = ("yes" if met else "**no**") if target else "-"
+        lines.append(f"| {name} | {ratio:.2f} | {goal} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "serving.md")
+    parser.add_argument("--out", type=Path, help="results file (default: results/serving.md)")
+    parser.add_argument("--http", action="store_true", help="the HTTP port against gRPC")
     args = parser.parse_args()
-    run(args.duration, args.out)
+    if args.http:
+        run_http(args.duration, args.out or HERE / "results" / "serving-http.md")
+    else:
+        run(args.duration, args.out or HERE / "results" / "serving.md")
 
 
 if __name__ == "__main__":
