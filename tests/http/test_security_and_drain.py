@@ -5,11 +5,14 @@ address itself, and SIGTERM finishing requests in flight."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.http as triton_http
+from cryptography import x509
 from tritonclient.utils import InferenceServerException
 
 from appliance.security import hash_token
@@ -172,3 +176,34 @@ def test_sigterm_finishes_http_requests_in_flight_then_exits_zero(tmp_path: Path
         np.testing.assert_array_equal(answer.as_numpy("y"), big)  # type: ignore[union-attr]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{daemon.http_address}/v2/health/live", timeout=5)
+
+
+def served_serial(port: int, ca: Path) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw_socket,
+        context.wrap_socket(raw_socket, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+def test_a_renewed_certificate_serves_new_http_connections(
+    tmp_path: Path, pki: dict[str, Any]
+) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    shutil.copy(pki["server"].cert, cert)
+    shutil.copy(pki["server"].key, key)
+    config = {"server": {"tls": {"cert": cert, "key": key}}, "auth": {"tokens": TOKENS}}
+    with BoxDaemon(tmp_path, config) as daemon:
+        ca = pki["ca"].cert_path
+        before = served_serial(daemon.http_port, ca)
+        renewed = pki["ca"].issue("appliance.example", server=True, file="renewed")
+        shutil.copy(renewed.key, key)  # key first: the pair does not match until both are in
+        shutil.copy(renewed.cert, cert)
+        deadline = time.monotonic() + 30
+        while (serial := served_serial(daemon.http_port, ca)) == before:
+            assert time.monotonic() < deadline, "the renewed certificate was never served"
+            time.sleep(0.2)
+        assert serial == x509.load_pem_x509_certificate(renewed.cert.read_bytes()).serial_number
