@@ -41,10 +41,9 @@ TOKENIZER_FILE = "tokenizer.json"
 #: Tokens per text when neither the package nor the tokenizer's files say.
 DEFAULT_MAX_LENGTH = 512
 _IDS, _MASK, _TYPES = "input_ids", "attention_mask", "token_type_ids"
-#: Output names of a pooled (rank-2) or a per-token (rank-3) encoder output, preferred
-#: in this order over any other output of the right rank.
-_POOLED_NAMES = ("sentence_embedding", "pooler_output", "embeddings")
-_TOKEN_NAMES = ("last_hidden_state", "token_embeddings")
+#: Outputs to embed from, in this order: a sentence-transformers export's pooled output,
+#: then the encoder's token states (BERT's ``pooler_output`` is not a sentence embedding).
+_PREFERRED = ("sentence_embedding", "last_hidden_state", "token_embeddings", "embeddings")
 _INT_TYPES = {"INT64": np.int64, "INT32": np.int32}
 
 
@@ -199,7 +198,7 @@ def _check_inputs(folder: Path, inputs: Sequence[TensorSpec]) -> None:
 def _embedding_output(folder: Path, outputs: Sequence[TensorSpec]) -> TensorSpec:
     floats = [s for s in outputs if s.datatype in ("FP32", "FP16")]
     by_name = {s.name: s for s in floats}
-    for name in (*_POOLED_NAMES, *_TOKEN_NAMES):
+    for name in _PREFERRED:
         if name in by_name and len(by_name[name].shape) in (2, 3):
             return by_name[name]
     for rank in (3, 2):
