@@ -24,6 +24,7 @@ from appliance.http.app import DESCRIBED, SERVED_VERSION, Described, Route, read
 from appliance.http.errors import MessageTooLargeError
 from appliance.manager import ModelManager
 from appliance.model import LoadedModel
+from appliance.package.manifest import TensorSpec
 from appliance.servicers.inference import EXTENSIONS, SERVER_NAME
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ class KServeRoutes:
         self._monitoring.record_request(name, version, code, time.perf_counter() - start)
 
 
-def _tensor(spec: Any) -> dict[str, Any]:
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
@@ -204,11 +205,7 @@ def _config(model: LoadedModel) -> dict[str, Any]:
     skip = 1 if spec.max_batch_size > 0 else 0  # dims without the batch axis, as Triton
 
     def entries(specs: Any) -> list[dict[str, Any]]:
-        return [
-            {"name": s.name, "data_type": f"TYPE_{_CONFIG_TYPE.get(s.datatype, s.datatype)}",
-             "dims": list(s.shape[skip:])}
-            for s in specs
-        ]  # fmt: skip
+        return [_config_tensor(s, skip) for s in specs]
 
     config: dict[str, Any] = {
         "name": spec.name,
@@ -229,6 +226,11 @@ def _config(model: LoadedModel) -> dict[str, Any]:
 
 
 _CONFIG_TYPE = {"BYTES": "STRING"}
+
+
+def _config_tensor(spec: TensorSpec, skip: int) -> dict[str, Any]:
+    datatype = _CONFIG_TYPE.get(spec.datatype, spec.datatype)
+    return {"name": spec.name, "data_type": f"TYPE_{datatype}", "dims": list(spec.shape[skip:])}
 
 
 def _duration(count: int, ns: int) -> dict[str, int]:

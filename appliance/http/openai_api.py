@@ -79,10 +79,10 @@ class _Chunks:
         return completion_body(self.id, self.model, choice or {}, usage_, chunk=True)
 
     def opening(self) -> list[Any]:
-        # Chat streams start with the assistant's role, as OpenAI's do.
-        return [self._body(chat_delta({"role": "assistant", "content": ""}, None), None)] if (
-            self.chat
-        ) else []  # fmt: skip
+        """Chat streams start with the assistant's role, as OpenAI's do."""
+        if not self.chat:
+            return []
+        return [self._body(chat_delta({"role": "assistant", "content": ""}, None), None)]
 
     def piece(self, piece: Piece) -> list[Any]:
         chunks = []

@@ -146,10 +146,9 @@ class ChatMessageIn(BaseModel):
     name: str | None = None
 
     def plain(self) -> ChatMessage:
-        text = self.content if isinstance(self.content, str) else "".join(
-            p.text for p in self.content
-        )  # fmt: skip
-        return ChatMessage(self.role, text)
+        if isinstance(self.content, str):
+            return ChatMessage(self.role, self.content)
+        return ChatMessage(self.role, "".join(p.text for p in self.content))
 
 
 class ResponseFormat(BaseModel):

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds an idle keep-alive connection stays open (nginx's default; aiohttp's is an hour).
+_IDLE_KEEPALIVE_S = 75.0
+
 
 def http_authenticator(config: Config) -> Authenticator:
     """The ``Authenticator`` of the HTTP port: ``auto`` judged on ``http_address``."""
@@ -82,6 +85,7 @@ class HttpServer:
             access_log=None,  # the gate writes the request log
             shutdown_timeout=self.config.server.grace_period_s,
             handler_cancellation=True,
+            keepalive_timeout=_IDLE_KEEPALIVE_S,
         )
         await runner.setup()
         site = web.TCPSite(

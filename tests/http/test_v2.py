@@ -238,3 +238,13 @@ def test_request_lines_carry_shapes_never_tensor_values(http_daemon: DaemonProce
     assert infer_lines[-1]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [1, 30]}]
     assert infer_lines[-1]["version"] == "1"
     assert "4321.5" not in http_daemon.log_text()
+
+
+def test_triton_s_timeout_parameter_is_a_deadline(http_daemon: DaemonProcess) -> None:
+    x = np.ones((8, 256), np.float32)
+    with http_client(http_daemon) as client, pytest.raises(InferenceServerException) as caught:
+        tensor = triton_http.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        client.infer("slow", [tensor], timeout=1)  # microseconds: passed before it runs
+    assert caught.value.status() == "504"
+    assert "deadline" in caught.value.message().lower()
