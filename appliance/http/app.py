@@ -182,9 +182,13 @@ class Gate:
         if not self.requests.wants(status, quiet=quiet):
             return  # the common case on a busy box: no line, no peer lookup
         served = request.get(SERVED_VERSION)
+        described = request.get(DESCRIBED)
+        if described is None and "name" in request.match_info:  # refused before the route ran
+            match = request.match_info
+            described = Described(match["name"], match.get("version", ""))
         self.requests.log(
             rpc=route.name,
-            request=request.get(DESCRIBED),
+            request=described,
             response=_Served(served) if served else None,
             caller=caller,
             peer=_peer(request),

@@ -59,6 +59,8 @@ def test_without_a_token_an_infer_is_401_and_audited(token_daemon: BoxDaemon) ->
     refused = [r for r in token_daemon.audit_records() if r["event"] == "auth.refused"]
     assert any(r["action"] == "POST /v2/models/{name}/infer" for r in refused)
     assert all(TOKEN not in json.dumps(r) for r in token_daemon.audit_records())
+    lines = [r for r in token_daemon.log_records() if r.get("status") == "UNAUTHENTICATED"]
+    assert any(r["rpc"] == "POST /v2/models/{name}/infer" and r["model"] == "affine" for r in lines)
 
 
 def test_with_the_token_clients_are_served(token_daemon: BoxDaemon) -> None:
