@@ -45,6 +45,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Keys a route sets on its request for the gate's log line.
 DESCRIBED = web.RequestKey("described", object)
 SERVED_VERSION = web.RequestKey("served_version", str)
+#: Set by a route that answered but whose client went away (a stream): the logged status.
+OUTCOME = web.RequestKey("outcome", str)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,9 @@ class Gate:
                 self.in_flight += 1
                 try:
                     caller = self._admit(request, route).name
-                    return await route.handler(request)
+                    response = await route.handler(request)
+                    status = request.get(OUTCOME, status)
+                    return response
                 finally:
                     self.in_flight -= 1
             except asyncio.CancelledError:  # the client went away
@@ -218,4 +222,13 @@ def build_app(gate: Gate, routes: Sequence[Route], max_body: int) -> web.Applica
     return app
 
 
-__all__ = ["DESCRIBED", "SERVED_VERSION", "Described", "Gate", "Route", "build_app", "read_body"]
+__all__ = [
+    "DESCRIBED",
+    "OUTCOME",
+    "SERVED_VERSION",
+    "Described",
+    "Gate",
+    "Route",
+    "build_app",
+    "read_body",
+]

@@ -95,6 +95,13 @@ def http_status(exc: ApplianceError) -> int:
     return 500
 
 
+def status_name(exc: BaseException) -> str:
+    """The status a failed request is counted and logged under (as on the gRPC port)."""
+    if isinstance(exc, ApplianceError):
+        return exc.status.value
+    return "INTERNAL" if isinstance(exc, Exception) else "CANCELLED"
+
+
 def _body(style: Style, status: int, message: str, exc: BaseException | None) -> bytes:
     if style == "v2":
         return json.dumps({"error": message}).encode()
@@ -136,4 +143,5 @@ __all__ = [
     "MessageTooLargeError",
     "Style",
     "http_status",
+    "status_name",
 ]

@@ -21,7 +21,7 @@ from appliance import __version__
 from appliance.errors import ApplianceError
 from appliance.http import v2_codec
 from appliance.http.app import DESCRIBED, SERVED_VERSION, Described, Route, read_body
-from appliance.http.errors import MessageTooLargeError
+from appliance.http.errors import MessageTooLargeError, status_name
 from appliance.manager import ModelManager
 from appliance.model import LoadedModel
 from appliance.package.manifest import TensorSpec
@@ -41,13 +41,6 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 def _target(request: web.Request) -> tuple[str, str]:
     return request.match_info["name"], request.match_info.get("version", "")
-
-
-def outcome(exc: BaseException) -> str:
-    """The status name a failed request is counted under (as on the gRPC port)."""
-    if isinstance(exc, ApplianceError):
-        return exc.status.value
-    return "INTERNAL" if isinstance(exc, Exception) else "CANCELLED"
 
 
 class KServeRoutes:
@@ -156,7 +149,7 @@ class KServeRoutes:
         try:
             response = await self._infer(request, name, version)
         except BaseException as exc:  # observed, then on to the gate's boundary
-            self._record(name, version, outcome(exc), start)
+            self._record(name, version, status_name(exc), start)
             raise
         self._record(name, request[SERVED_VERSION], "OK", start)
         return response
@@ -259,4 +252,4 @@ def _statistics(model: LoadedModel) -> dict[str, Any]:
         }
 
 
-__all__ = ["KServeRoutes", "outcome"]
+__all__ = ["KServeRoutes"]

@@ -22,9 +22,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from appliance.errors import ModelNotFoundError
-from appliance.http.app import DESCRIBED, SERVED_VERSION, Described, Route, read_body
+from appliance.http.app import (
+    DESCRIBED,
+    OUTCOME,
+    SERVED_VERSION,
+    Described,
+    Route,
+    read_body,
+)
 from appliance.http.embeddings import embed, embedding_models, encode_vectors
-from appliance.http.errors import ErrorAnswer
+from appliance.http.errors import ErrorAnswer, status_name
 from appliance.http.generative import (
     FinishReason,
     GenerativeModel,
@@ -32,7 +39,6 @@ from appliance.http.generative import (
     Piece,
     SamplingOptions,
 )
-from appliance.http.kserve import outcome
 from appliance.http.openai_schemas import (
     ChatRequest,
     CompletionRequest,
@@ -161,7 +167,7 @@ class OpenAIRoutes:
         try:
             result = await embed(self._manager, parsed, deadline=None)
         except BaseException as exc:
-            self._record(parsed.model, "", outcome(exc), start)
+            self._record(parsed.model, "", status_name(exc), start)
             raise
         version = str(result.model.version)
         request[SERVED_VERSION] = version
@@ -232,25 +238,34 @@ class OpenAIRoutes:
                 headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
             )
             await response.prepare(request)
-            opening = chunks.opening() + (chunks.piece(first) if first is not None else [])
-            for chunk in opening:
-                await response.write(_event(chunk))
             try:
-                async for piece in pieces:
-                    for chunk in chunks.piece(piece):
-                        await response.write(_event(chunk))
-            except Exception as exc:  # mid-stream: the status is sent; say it in the stream
-                await response.write(
-                    b"data: " + ErrorAnswer(exc, "stream", "openai").body + b"\n\n"
-                )
-                return response
-            await response.write(_DONE)
-            await response.write_eof()
+                await _send(response, first, pieces, chunks)
+            except ConnectionResetError:  # the client went away between two pieces
+                request[OUTCOME] = "CANCELLED"
             return response
         finally:
             close = getattr(pieces, "aclose", None)  # an async generator's; stops the engine
             if close is not None:
                 await close()
+
+
+async def _send(
+    response: web.StreamResponse, first: Piece | None, pieces: AsyncIterator[Piece], chunks: _Chunks
+) -> None:
+    """The events of one stream, then ``[DONE]``; a failure midway is an error event."""
+    for chunk in chunks.opening() + (chunks.piece(first) if first is not None else []):
+        await response.write(_event(chunk))
+    try:
+        async for piece in pieces:
+            for chunk in chunks.piece(piece):
+                await response.write(_event(chunk))
+    except ConnectionResetError:
+        raise
+    except Exception as exc:  # the status line is sent: say it in the stream
+        await response.write(b"data: " + ErrorAnswer(exc, "stream", "openai").body + b"\n\n")
+        return
+    await response.write(_DONE)
+    await response.write_eof()
 
 
 __all__ = ["OpenAIRoutes"]
