@@ -1,7 +1,8 @@
 """Build, unpack and verify model packages (DESIGN.md, "Model package (.apkg)").
 
-``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``
-and the signature in a temporary folder and writes ``NAME-VERSION.apkg`` atomically.
+``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``,
+any files shipped beside the model (an embedding model's tokenizer) and the signature
+over all of them in a temporary folder, and writes ``NAME-VERSION.apkg`` atomically.
 ``unpack_package`` extracts safely; ``verify_package`` checks the signature against
 trusted keys and that the manifest matches the model. The lifecycle (push, stage,
 self-test, activate) lives in the daemon and uses these.
