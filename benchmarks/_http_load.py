@@ -69,6 +69,8 @@ def run_http_load(
 
 # -- child process ------------------------------------------------------------------
 
+_BUFFER = 16 * 1024 * 1024
+
 
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
@@ -100,7 +102,9 @@ class _Loop:
 
     async def worker(self) -> None:
         host, _, port = str(self.job["target"]).rpartition(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
+        # A large buffer: responses of a few hundred KB (MiniLM's hidden states) are read in
+        # one go instead of pausing the transport at the default 64 KiB.
+        reader, writer = await asyncio.open_connection(host, int(port), limit=_BUFFER)
         try:
             while not self.stopping:
                 start = time.perf_counter_ns()
