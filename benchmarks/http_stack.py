@@ -128,6 +128,17 @@ def measure(name: str, source: str, duration: float) -> list[tuple[str, int, flo
         process.wait(30)
 
 
+CHOICE = """
+Choice: aiohttp. With throughput level between the two framework stacks, what decides
+is embedding: aiohttp's `AppRunner` runs in the daemon's own loop without installing
+signal handlers (uvicorn's `Server.serve` takes SIGINT and SIGTERM with
+`signal.signal`), shuts down gracefully within a timeout, cancels a handler whose
+client disconnects, and gives a handler the TLS transport, whose verified client
+certificate is the caller's identity under mTLS (uvicorn's ASGI scope does not carry
+it). Bare ASGI is faster but would mean writing routing, bodies and streaming by hand.
+"""
+
+
 def report(rows: list[tuple[str, int, float, float, int]], duration: float) -> str:
     import aiohttp
     import starlette
@@ -153,6 +164,7 @@ def report(rows: list[tuple[str, int, float, float, int]], duration: float) -> s
     ]
     for name, concurrency, throughput, p50, errors in rows:
         lines.append(f"| {name} | {concurrency} | {throughput:,.0f} | {p50:.3f} | {errors} |")
+    lines += ["", CHOICE.strip()]
     return "\n".join(lines) + "\n"
 
 
