@@ -52,6 +52,9 @@ class TLSConfig(_Section):
 class ServerConfig(_Section):
     address: str = "127.0.0.1:8001"
     """HOST:PORT of the inference gRPC service (KServe V2, health, reflection)."""
+    # Triton's triple: HTTP 8000, gRPC 8001, metrics 8002.
+    http_address: str = "127.0.0.1:8000"
+    """HOST:PORT of the HTTP port: KServe V2 REST and the OpenAI-compatible API (``/v1``)."""
     metrics_address: str = "127.0.0.1:8002"
     """HOST:PORT of the Prometheus ``/metrics`` endpoint."""
     tls: TLSConfig | None = None
@@ -60,11 +63,11 @@ class ServerConfig(_Section):
     """Seconds SIGTERM waits for in-flight requests before closing connections."""
     # 64 MiB holds a batch of 32 images of 512x512x3 fp32 with room to spare.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    """Largest request or response in bytes; larger ones get RESOURCE_EXHAUSTED."""
+    """Largest request or response in bytes; larger ones get RESOURCE_EXHAUSTED (HTTP: 413)."""
     # Each RPC in flight may hold a request of up to max_message_bytes; beyond the
     # batchers' queues more concurrency only adds memory, not throughput.
     max_concurrent_rpcs: int = Field(default=1024, ge=1)
-    """RPCs in flight at once (streams included); beyond it, RESOURCE_EXHAUSTED at once."""
+    """RPCs (HTTP requests) in flight at once per port; beyond it, RESOURCE_EXHAUSTED at once."""
     # Hospital firewalls drop idle TCP connections silently; a ping every minute finds
     # the dead ones without measurable traffic.
     keepalive_time_s: float = Field(default=60.0, gt=0)
@@ -82,7 +85,7 @@ class ServerConfig(_Section):
     max_connection_age_grace_s: float = Field(default=60.0, ge=0)
     """Seconds an aged connection's in-flight RPCs get to finish before it closes."""
 
-    _address = field_validator("address", "metrics_address")(_check_address)
+    _address = field_validator("address", "http_address", "metrics_address")(_check_address)
 
 
 class AdminTLSConfig(_Section):

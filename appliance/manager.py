@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from appliance.batcher import BatchSettings
 from appliance.config import Config
+from appliance.embedding import TextEmbedder
 from appliance.errors import (
     ApplianceError,
     ModelLoadError,
@@ -293,7 +294,11 @@ class ModelManager:
             max_queue_size=batching.max_queue_size,
             instances=batching.instances,
         )
+        embedder = None
+        if source.task == "embedding":  # a bad tokenizer fails the load, not a request
+            embedder = TextEmbedder.load(source.folder, manifest, spec.inputs, spec.outputs)
         model = LoadedModel(spec, session, settings, manifest)
+        model.embedder = embedder
         if self.monitoring is not None:
             model.monitor = self.monitoring.attach(model)
         return model

@@ -26,6 +26,7 @@ from appliance.runtime import Session
 from appliance.tensors import V2_TO_NUMPY, decode, element_count
 
 if TYPE_CHECKING:
+    from appliance.embedding import TextEmbedder
     from appliance.monitoring import ModelMonitor
 
 Array = np.ndarray[Any, Any]
@@ -126,6 +127,8 @@ class LoadedModel:
         self._batched = spec.max_batch_size > 0
         #: Metrics, drift and response cache hooks; set by the manager after loading.
         self.monitor: ModelMonitor | None = None
+        #: Tokenizer and pooling of an embedding model; set by the manager when loading.
+        self.embedder: TextEmbedder | None = None
         self.batcher = Batcher(
             f"{spec.name}:{spec.version}", session.run, settings, self._record_batch
         )

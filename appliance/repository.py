@@ -18,10 +18,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.embedding import TOKENIZER_FILE
 from appliance.errors import ApplianceError, ModelNotFoundError
 from appliance.package.manifest import MANIFEST_NAME, MODEL_NAME, Manifest, read_manifest
 
 log = logging.getLogger(__name__)
+
+#: onnxruntime-genai's model folder marker: tokenizer files there belong to a generative
+#: model, not to an encoder.
+_GENERATIVE_CONFIG = "genai_config.json"
 
 #: The model shipped inside the package, itself a one-model repository.
 EMBEDDED_ROOT = Path(__file__).resolve().parent / "default_model"
@@ -40,6 +45,17 @@ class VersionSource:
     @property
     def model_file(self) -> Path:
         return self.folder / MODEL_NAME
+
+    @property
+    def task(self) -> str:
+        """The package's task; a Triton-style folder with ``tokenizer.json`` beside its
+        model (as a Hugging Face export writes it) is an ``embedding`` model."""
+        if self.manifest is not None:
+            return self.manifest.task
+        folder = self.folder
+        if (folder / TOKENIZER_FILE).is_file() and not (folder / _GENERATIVE_CONFIG).is_file():
+            return "embedding"
+        return ""
 
 
 class Repository:

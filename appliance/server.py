@@ -25,6 +25,7 @@ from appliance.admin import AdminServer
 from appliance.audit import AuditLog
 from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
+from appliance.http import HttpServer
 from appliance.lifecycle import (
     DaemonFigures,
     DaemonFiguresHook,
@@ -66,6 +67,9 @@ class Daemon:
         self.manager: ModelManager | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
+        # -- HTTP port (appliance.http): KServe V2 REST and the OpenAI API ----------
+        self._http: HttpServer | None = None
+        self.http_port: int | None = None
         self._health = HealthServicer()
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -121,21 +125,29 @@ class Daemon:
             max_package_bytes=self.config.lifecycle.max_package_bytes,
             upload_idle_timeout_s=self.config.lifecycle.upload_idle_timeout_s,
         )
+        # HTTP: its auth and TLS settings are checked here, before any model loads.
+        self._http = HttpServer(
+            self.config,
+            self.manager,
+            lambda: self.state is DaemonState.READY,
+            self.audit,
+            monitoring=self.monitoring,
+        )
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()
         self._server = self._build_server(self.manager)
         self.port = self._bind(self._server)
         await self._server.start()
+        self.http_port = await self._http.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._start_admin(self.lifecycle)
         self.state = DaemonState.READY
         served = ", ".join(f"{m.name}:{m.version}" for m in self.manager.loaded()) or "none"
-        log.info(
-            "serving on %s (port %d); models: %s", self.config.server.address, self.port, served
-        )
+        server = self.config.server
+        log.info("serving on %s (port %d); models: %s", server.address, self.port, served)
         self.notifier.ready(
-            f"serving {served} on {self.config.server.address} ({self.providers.primary}; "
-            f"auth {'on' if self.authenticator.required else 'off'})"
+            f"serving {served} on {server.address}, HTTP {server.http_address} "
+            f"({self.providers.primary}; auth {'on' if self.authenticator.required else 'off'})"
         )
         self.notifier.start_watchdog()
 
@@ -246,8 +258,11 @@ class Daemon:
         await self._health.enter_graceful_shutdown()
         if self._admin is not None:
             await self._admin.stop(grace)
-        if self._server is not None:
-            await self._server.stop(grace)
+        # Both ports drain at once, each giving its in-flight requests the grace period.
+        await asyncio.gather(
+            self._server.stop(grace) if self._server is not None else asyncio.sleep(0),
+            self._http.stop() if self._http is not None else asyncio.sleep(0),
+        )
         if self.manager is not None:
             await self.manager.close(grace)
         self.monitoring.close()

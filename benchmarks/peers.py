@@ -229,6 +229,7 @@ def appliance_server(label: str, ms: list[Model], monitoring: bool) -> Server:
     config = f"""
 [server]
 address = "127.0.0.1:{port}"
+http_address = "127.0.0.1:{free_port()}"
 metrics_address = "127.0.0.1:{free_port()}"
 [admin]
 socket = "{work / "admin.sock"}"

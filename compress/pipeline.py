@@ -341,8 +341,36 @@ def _package(
         ),
         reference_profile=profile,
         golden=golden,
+        embedding=_embedding_section(recipe),
     )
-    return build_package(onnx_path, manifest, key, out_dir)
+    if recipe.task != "embedding":
+        return build_package(onnx_path, manifest, key, out_dir)
+    with tempfile.TemporaryDirectory(prefix="tokenizer-") as tmp:
+        files = _tokenizer_files(source, Path(tmp))
+        return build_package(onnx_path, manifest, key, out_dir, extra_files=files)
+
+
+def _embedding_section(recipe: Recipe) -> Any:
+    """How the box pools an embedding package: as the evaluation here did (mask-aware
+    mean, L2-normalised; ``compress._inputs``)."""
+    if recipe.task != "embedding":
+        return None
+    from appliance.package.manifest import Embedding
+
+    return Embedding(pooling="mean", normalize=True)
+
+
+def _tokenizer_files(source: SourceModel, folder: Path) -> list[Path]:
+    """The source's tokenizer as ``save_pretrained`` writes it: an embedding package
+    carries it, so the box tokenizes as the model was evaluated."""
+    if source.tokenizer is None:
+        raise CompressError(
+            "an embedding package carries its tokenizer, and this source has none: "
+            "expected a Hugging Face source (source.huggingface)"
+        )
+    source.tokenizer.save_pretrained(folder)
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+    return [folder / n for n in names if (folder / n).is_file()]
 
 
 def _only(arrays: dict[str, np.ndarray], specs: Any) -> dict[str, np.ndarray]:

@@ -84,9 +84,11 @@ class DaemonProcess:
         self.workdir = workdir
         self.port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         base: dict[str, Any] = {
             "server": {
                 "address": f"127.0.0.1:{self.port}",
+                "http_address": f"127.0.0.1:{self.http_port}",
                 "metrics_address": f"127.0.0.1:{self.metrics_port}",
                 "grace_period_s": 5.0,
             },
@@ -112,6 +114,10 @@ class DaemonProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
     def start(self) -> DaemonProcess:
         (self.workdir / "repository").mkdir(exist_ok=True)

@@ -65,6 +65,7 @@ def _demo_config(scratch: Path) -> Path:
     config = scratch / "appliance.toml"
     config.write_text(
         f'[server]\nmetrics_address = "127.0.0.1:{_free_port()}"\n'
+        f'http_address = "127.0.0.1:{_free_port()}"\n'
         f'[repository]\npath = "{scratch / "models"}"\n'
         f'[admin]\nsocket = "{scratch / "admin.sock"}"\n'
     )

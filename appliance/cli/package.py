@@ -42,6 +42,21 @@ def register(subparsers: Any) -> None:
         choices=["classification", "embedding", "regression", "other"],
     )
     build.add_argument("--source", default="", help="where the model came from (provenance)")
+    build.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file shipped and signed beside the model (repeatable); an embedding "
+        "model needs its tokenizer.json",
+    )
+    embedding = build.add_argument_group("embedding models (--task embedding)")
+    embedding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    embedding.add_argument(
+        "--no-normalize", action="store_true", help="serve embeddings without L2 normalisation"
+    )
+    embedding.add_argument("--max-length", type=int, help="tokens per text at most")
     build.set_defaults(func=_build)
 
     verify = sub.add_parser("verify", help="check a package's signature and manifest")
@@ -81,6 +96,7 @@ def _build(args: argparse.Namespace) -> int:
         make_golden,
         specs_from_onnx,
     )
+    from appliance.package.manifest import Embedding
 
     inputs, outputs = specs_from_onnx(args.model)
     golden = make_golden(args.model, args.golden)
@@ -98,8 +114,13 @@ def _build(args: argparse.Namespace) -> int:
             tool=f"appliance {_appliance_version}",
         ),
         golden=golden,
+        embedding=Embedding(
+            pooling=args.pooling, normalize=not args.no_normalize, max_length=args.max_length
+        )
+        if args.task == "embedding"
+        else None,
     )
-    path = build_package(args.model, manifest, args.key, args.out)
+    path = build_package(args.model, manifest, args.key, args.out, extra_files=args.include)
     print(f"wrote {path} ({path.stat().st_size} bytes, {len(golden.cases)} golden cases)")
     return 0
 

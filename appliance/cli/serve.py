@@ -15,14 +15,18 @@ def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "serve",
         help="run the inference daemon in the foreground",
-        description="Serve the models of the repository over KServe V2 gRPC. With no "
-        "arguments: the embedded default model on 127.0.0.1:8001.",
+        description="Serve the models of the repository over KServe V2 gRPC and HTTP (V2 "
+        "REST, OpenAI-compatible /v1). With no arguments: the embedded default model on "
+        "127.0.0.1:8001 (gRPC) and 127.0.0.1:8000 (HTTP).",
     )
     parser.add_argument(
         "--config", type=Path, help=f"TOML config (default: {DEFAULT_CONFIG_PATH} if present)"
     )
     parser.add_argument("--repository", type=Path, help="model repository folder")
     parser.add_argument("--address", help="HOST:PORT for inference gRPC")
+    parser.add_argument(
+        "--http-address", help="HOST:PORT for HTTP (KServe V2 REST, OpenAI-compatible /v1)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,23 +40,26 @@ def resolve_config(args: argparse.Namespace) -> Config:
         config = config.model_copy(
             update={"repository": config.repository.model_copy(update={"path": args.repository})}
         )
-    if args.address is not None:
-        checked = _validated_address(args.address)
-        server = config.server.model_copy(update={"address": checked})
-        config = config.model_copy(update={"server": server})
+    for key in ("address", "http_address"):
+        value = getattr(args, key, None)
+        if value is not None:
+            checked = _validated_address(value, key)
+            server = config.server.model_copy(update={key: checked})
+            config = config.model_copy(update={"server": server})
     return config
 
 
-def _validated_address(address: str) -> str:
+def _validated_address(address: str, key: str = "address") -> str:
     from pydantic import ValidationError
 
     from appliance.config import ServerConfig, describe_validation_error
     from appliance.errors import ConfigError
 
     try:
-        return ServerConfig.model_validate({"address": address}).address
+        return str(getattr(ServerConfig.model_validate({key: address}), key))
     except ValidationError as exc:
-        raise ConfigError(f"--address: {describe_validation_error(exc)}") from exc
+        flag = "--" + key.replace("_", "-")
+        raise ConfigError(f"{flag}: {describe_validation_error(exc)}") from exc
 
 
 def run(args: argparse.Namespace) -> int:

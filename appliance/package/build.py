@@ -1,7 +1,8 @@
 """Build, unpack and verify model packages (DESIGN.md, "Model package (.apkg)").
 
-``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``
-and the signature in a temporary folder and writes ``NAME-VERSION.apkg`` atomically.
+``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``,
+any files shipped beside the model (an embedding model's tokenizer) and the signature
+over all of them in a temporary folder, and writes ``NAME-VERSION.apkg`` atomically.
 ``unpack_package`` extracts safely; ``verify_package`` checks the signature against
 trusted keys, that the manifest matches the model (input and output names, datatypes
 and shapes) and that external data names only signed files of the package
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from appliance.embedding import TOKENIZER_FILE
 from appliance.errors import PackageError
 from appliance.package._onnx_specs import graph_specs, load_graph
 from appliance.package.archive import MAX_PACKAGE_BYTES, extract_archive, write_archive
@@ -42,6 +44,21 @@ def package_filename(manifest: Manifest) -> str:
 def specs_from_onnx(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """(inputs, outputs) of an ONNX model, V2 datatypes, -1 for dynamic dimensions."""
     return graph_specs(load_graph(Path(onnx_path)))
+
+
+def _stage_extra(files: Sequence[Path], manifest: Manifest, folder: Path) -> None:
+    """Files shipped beside the model (an embedding model's tokenizer), flat and signed."""
+    for path in files:
+        if not path.is_file():
+            raise PackageError(f"expected a file to include at {path}, found none")
+        if (folder / path.name).exists():
+            raise PackageError(f"{path}: the package already holds a file named {path.name!r}")
+        shutil.copyfile(path, folder / path.name)
+    if manifest.task == "embedding" and not (folder / TOKENIZER_FILE).is_file():
+        raise PackageError(
+            f"an embedding package carries its tokenizer: expected {TOKENIZER_FILE} among "
+            f"the included files, got {sorted(p.name for p in files) or 'none'}"
+        )
 
 
 def _stage(onnx_path: Path, manifest: Manifest, folder: Path) -> None:
@@ -85,12 +102,19 @@ def _check_specs(
                 )
 
 
-def build_package(onnx_path: Path, manifest: Manifest, private_key: Path, out_path: Path) -> Path:
+def build_package(
+    onnx_path: Path,
+    manifest: Manifest,
+    private_key: Path,
+    out_path: Path,
+    extra_files: Sequence[Path] = (),
+) -> Path:
     """Write the signed ``NAME-VERSION.apkg`` and return its path.
 
     ``out_path`` is a folder (the file is named for the manifest) or a file path ending
     in ``.apkg``. The manifest's inputs/outputs must match the graph (see
-    ``specs_from_onnx``).
+    ``specs_from_onnx``). ``extra_files`` go into the package beside the model under
+    their own names, signed with it (``tokenizer.json`` and friends of an embedding model).
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -101,6 +125,7 @@ def build_package(onnx_path: Path, manifest: Manifest, private_key: Path, out_pa
         folder = Path(tmp) / "pkg"
         folder.mkdir()
         _stage(onnx_path, manifest, folder)
+        _stage_extra([Path(p) for p in extra_files], manifest, folder)
         sign_folder(folder, Path(private_key))
         return write_archive(folder, out_path)
 

@@ -86,6 +86,16 @@ class Provenance(_Frozen):
     tool: str = ""  # "appliance 0.1.0"
 
 
+class Embedding(_Frozen):
+    """How a ``task: embedding`` package turns text into one vector: its tokenizer
+    (``tokenizer.json``, shipped and signed with the model) and the pooling over the
+    model's token outputs."""
+
+    pooling: Literal["mean", "cls"] = "mean"  # mean: over the attention mask
+    normalize: bool = True  # L2, so a dot product is the cosine similarity
+    max_length: int | None = Field(default=None, ge=1)  # tokens; None: the tokenizer's
+
+
 class Manifest(_Frozen):
     format: Literal["apkg/1"] = FORMAT
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -99,6 +109,8 @@ class Manifest(_Frozen):
     #: Summary statistics of inputs and outputs on calibration data (drift monitoring).
     reference_profile: dict[str, Any] | None = None
     golden: Golden | None = None
+    #: Tokenizer and pooling of an embedding model (``task: embedding``); absent: defaults.
+    embedding: Embedding | None = None
 
 
 def read_manifest(folder: Path) -> Manifest:

@@ -122,10 +122,12 @@ class BoxDaemon:
     def __init__(self, workdir: Path, config: dict[str, dict[str, Any]], watchdog_usec: int = 0):
         self.workdir = workdir
         self.port = free_port()
+        self.http_port = free_port()
         self.audit_path = workdir / "audit.jsonl"
         base: dict[str, dict[str, Any]] = {
             "server": {
                 "address": f"127.0.0.1:{self.port}",
+                "http_address": f"127.0.0.1:{self.http_port}",
                 "metrics_address": f"127.0.0.1:{free_port()}",
                 "grace_period_s": 2.0,
             },

@@ -125,6 +125,7 @@ def test_the_deb_control_conffiles_and_maintainer_scripts(deb: Path, tmp_path: P
 def test_the_shipped_config_is_valid_and_keeps_the_box_closed() -> None:
     config = parse_config(tomllib.loads((PACKAGING / "appliance.toml").read_text()))
     assert config.server.address.startswith("127.0.0.1:")
+    assert config.server.http_address.startswith("127.0.0.1:")
     assert config.logging.format == "json"
     assert str(config.lifecycle.audit_log).startswith("/var/log/appliance/")
     assert config.signing.require_signed  # a box serves nothing unsigned

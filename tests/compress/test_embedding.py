@@ -6,6 +6,7 @@ the real MiniLM run is the benchmark.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,7 @@ def test_embedding_pipeline(tiny_bert: Path, keys: tuple[Path, Path], tmp_path: 
     assert manifest.task == "embedding"
     assert manifest.reference_profile is not None
     assert manifest.reference_profile["inputs"]["input_ids"]["kind"] == "summary"
+    # The box tokenizes and pools as the evaluation did: the tokenizer ships, signed.
+    assert manifest.embedding is not None and manifest.embedding.pooling == "mean"
+    with tarfile.open(result.package) as tar:
+        assert "tokenizer.json" in tar.getnames()

@@ -93,3 +93,125 @@ def fixed_batch_model(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])],
     )
     return _save(graph, path)
+
+
+#: The tiny encoder's words; anything else is [UNK].
+ENCODER_WORDS = [
+    "the",
+    "patient",
+    "has",
+    "a",
+    "fever",
+    "and",
+    "cough",
+    "chest",
+    "pain",
+    "no",
+    "history",
+    "of",
+    "diabetes",
+    "blood",
+    "pressure",
+    "is",
+    "normal",
+    "heart",
+    "rate",
+    "high",
+    "low",
+    "left",
+    "right",
+    "lung",
+    "clear",
+    "scan",
+    "shows",
+    "mild",
+    "severe",
+]
+ENCODER_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+ENCODER_DIM = 8
+
+
+def encoder_tokenizer(path: Path) -> Path:
+    """A WordLevel tokenizer over ``ENCODER_WORDS``: ``[CLS] words [SEP]``, lower-cased."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+
+    vocab = {token: i for i, token in enumerate((*ENCODER_SPECIALS, *ENCODER_WORDS))}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path
+
+
+def encoder_weights(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(vocab, dim) token table and (dim, dim) projection of the tiny encoder."""
+    rng = np.random.default_rng(seed)
+    vocab = len(ENCODER_SPECIALS) + len(ENCODER_WORDS)
+    table = rng.normal(size=(vocab, ENCODER_DIM)).astype(np.float32)
+    projection = rng.normal(size=(ENCODER_DIM, ENCODER_DIM)).astype(np.float32)
+    return table, projection
+
+
+def encoder_model(folder: Path, seed: int = 7) -> Path:
+    """A Hugging Face-shaped encoder in ``folder``: ``model.onnx`` and ``tokenizer.json``.
+
+    input_ids, attention_mask, token_type_ids (batch, seq) INT64 -> last_hidden_state
+    (batch, seq, 8) = tanh(table[ids] @ projection) * mask (padding rows are zero).
+    """
+    table, projection = encoder_weights(seed)
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["embedded"]),  # (b, s, d)
+        helper.make_node("MatMul", ["embedded", "projection"], ["projected"]),
+        helper.make_node("Tanh", ["projected"], ["activated"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_f", "last_axis"], ["mask_3d"]),  # (b, s, 1)
+        helper.make_node("Mul", ["activated", "mask_3d"], ["masked"]),
+        # token_type_ids take part, as in BERT; all zeros, they add nothing.
+        helper.make_node("Cast", ["token_type_ids"], ["types_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["types_f", "last_axis"], ["types_3d"]),
+        helper.make_node("Add", ["masked", "types_3d"], ["last_hidden_state"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_encoder",
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
+            for name in ("input_ids", "attention_mask", "token_type_ids")
+        ],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, ["batch", "seq", ENCODER_DIM]
+            )
+        ],
+        initializer=[
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(projection, "projection"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), "last_axis"),
+        ],
+    )
+    encoder_tokenizer(folder / "tokenizer.json")
+    return _save(graph, folder / "model.onnx")
+
+
+def encoder_reference(
+    texts: list[str], pooling: str = "mean", normalize: bool = True, seed: int = 7
+) -> np.ndarray:
+    """What the tiny encoder's embeddings must be, computed here in numpy, one text at a
+    time (no padding): the answer a correct server gives."""
+    vocab = {token: i for i, token in enumerate((*ENCODER_SPECIALS, *ENCODER_WORDS))}
+    table, projection = encoder_weights(seed)
+    rows = []
+    for text in texts:
+        words = text.lower().replace(",", " , ").replace(".", " . ").split()
+        ids = [2, *(vocab.get(w, 1) for w in words), 3]
+        hidden = np.tanh(table[ids] @ projection)  # (tokens, dim)
+        vector = hidden[0] if pooling == "cls" else hidden.mean(axis=0)
+        if normalize:
+            vector = vector / np.linalg.norm(vector)
+        rows.append(vector)
+    return np.asarray(rows, dtype=np.float32)
