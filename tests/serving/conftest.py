@@ -87,13 +87,20 @@ def repo_client(repo_daemon: DaemonProcess) -> Iterator[triton.InferenceServerCl
         yield c
 
 
-def tumour_rows(n: int, seed: int = 0) -> np.ndarray:
-    """Real rows from the Wisconsin diagnostic data (bundled with scikit-learn)."""
+def tumours(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real rows from the Wisconsin diagnostic data (bundled with scikit-learn) and their
+    labels: (n, 30) FP32 features, (n,) class indices (0 malignant, 1 benign)."""
     from sklearn.datasets import load_breast_cancer
 
-    x = load_breast_cancer().data.astype(np.float32)
+    data = load_breast_cancer()
     rng = np.random.default_rng(seed)
-    return x[rng.choice(len(x), size=n, replace=False)]
+    chosen = rng.choice(len(data.target), size=n, replace=False)
+    return data.data[chosen].astype(np.float32), data.target[chosen]
+
+
+def tumour_rows(n: int, seed: int = 0) -> np.ndarray:
+    """The features of ``tumours(n, seed)``."""
+    return tumours(n, seed)[0]
 
 
 def infer_input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:
