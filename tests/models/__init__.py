@@ -93,3 +93,19 @@ def fixed_batch_model(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])],
     )
     return _save(graph, path)
+
+
+def row_sum_model(path: Path) -> Path:
+    """x (batch, width) FP32 with any width -> total (batch, 1) FP32, the sum of each row.
+
+    Requests of different widths never share a batch (their tensors differ past the
+    batch axis), so each one queues on its own.
+    """
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1)],
+        "row_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    return _save(graph, path)
