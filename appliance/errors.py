@@ -67,7 +67,8 @@ EXIT_CODES: Mapping[Status, int] = {
     Status.ALREADY_EXISTS: 3,
     # 4: not found: no such model, version or file
     Status.NOT_FOUND: 4,
-    # 5: unavailable: the daemon could not be reached or is not ready, or is too busy
+    # 5: unavailable: the daemon could not be reached or is not ready (and, as
+    #    RESOURCE_EXHAUSTED, a full queue or a full disk)
     Status.UNAVAILABLE: 5,
     Status.DEADLINE_EXCEEDED: 5,
     Status.RESOURCE_EXHAUSTED: 5,

@@ -147,7 +147,10 @@ def test_a_push_alone_installs_without_serving_and_activate_switches_later(
         assert (switched.version, switched.previous_version) == (2, 1)
         assert box.serving == 2
         again = await box.lifecycle.activate(MODEL, 2, allow_downgrade=False, who=WHO)
-        assert again.previous_version == 2 and box.audit.last("admin.activate")["note"] == "already active"
+        assert (
+            again.previous_version == 2
+            and box.audit.last("admin.activate")["note"] == "already active"
+        )
 
     on_box(tmp_path, packages, scenario)
 
