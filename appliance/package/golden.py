@@ -29,7 +29,7 @@ _MAX_RANDOM_ID = 100
 
 
 def _session(onnx_path: Path) -> ort.InferenceSession:
-    from appliance.runtime.factory import open_session  # the runtime reads package specs
+    from appliance.runtime.factory import open_session  # here: runtime imports package
 
     return open_session(onnx_path, PackageError)
 
