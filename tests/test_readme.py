@@ -23,6 +23,7 @@ import pytest
 
 from appliance.cli import build_parser
 from appliance.repository import EMBEDDED_ROOT
+from tests._daemon import daemon_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -130,6 +131,7 @@ def run_script(
     return subprocess.run(
         [str(SCRIPT), *args],
         cwd=cwd,
+        env=daemon_environment(),  # as an operator's shell has it, whatever tests imported
         input=stdin.read_text() if stdin else "",
         capture_output=True,
         text=True,
