@@ -2,7 +2,7 @@
 
 Walks the pydantic schema and yields one row per dotted key (``server.tls.client_ca``,
 ``auth.tokens[].roles``, ``models.NAME.max_batch_size``) with its type, default and
-meaning (the field's docstring). ``python -m appliance.config --markdown`` prints the
+meaning (the field's docstring). ``appliance config reference`` prints the
 README's table, and a test checks that the README lists exactly these keys.
 
 Sections that always exist (``[server]``, ``[auth]``) are containers, not rows; an

@@ -9,7 +9,8 @@ queued request whose tensors differ from it only in the batch dimension, up to
 ``max_batch_size`` rows. With ``max_queue_delay_us`` = 0 an idle box runs a request at
 once, and a busy one batches whatever queued during the previous run. A positive delay
 waits that long for a fuller batch. Requests whose deadline has passed are dropped
-before they run; a full queue refuses at once.
+before they run (checked when drawn, and again after a wait for company); a full queue
+refuses at once.
 
 Workers are plain threads, not event-loop tasks: ONNX Runtime releases the GIL while it
 computes, and a thread blocked on a condition costs one hand-off per batch instead of
@@ -217,6 +218,10 @@ class Batcher:
                 rows += drawn.rows
             else:
                 self._held.append(drawn)
+        if delay > 0:
+            # Waiting for company can outlast a caller's deadline (or the caller): the
+            # batch runs only what is still wanted.
+            batch = [request for request in batch if self._live(request)]
         return batch
 
     def _first(self) -> _Request | None:

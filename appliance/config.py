@@ -27,7 +27,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/appliance/appliance.toml")
 
 class _Section(BaseModel):
     # Attribute docstrings become field descriptions: the README's configuration table
-    # is generated from them (``python -m appliance.config --markdown``).
+    # is generated from them (``appliance config reference``).
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
@@ -382,13 +382,3 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-if __name__ == "__main__":  # python -m appliance.config --markdown
-    import sys
-
-    from appliance._config_table import markdown
-
-    if sys.argv[1:] != ["--markdown"]:
-        sys.exit("usage: python -m appliance.config --markdown")
-    sys.stdout.write(markdown())

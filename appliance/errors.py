@@ -4,6 +4,11 @@ Core modules raise these and know nothing of gRPC; ``appliance.servicers._bounda
 turns them into gRPC status codes in one place, looked up by ``status``. Messages
 say what was expected and what arrived, and never carry tensor contents.
 
+The project's three error roots (``ApplianceError`` here, ``compress.errors.CompressError``
+and ``federated.errors.FederatedError``) share one shape, ``StatusError``: each class
+carries a ``Status``, and ``EXIT_CODES`` maps a status to the exit code of the
+``appliance`` command that met it, so one table serves the gRPC boundary and the CLI.
+
     ApplianceError                      INTERNAL
     ├── ConfigError                     INVALID_ARGUMENT  (bad config file or flag)
     ├── ModelNotFoundError              NOT_FOUND         (unknown model or version)
@@ -26,6 +31,8 @@ say what was expected and what arrived, and never carry tensor contents.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import ClassVar
 
 
 class Status(enum.Enum):
@@ -42,11 +49,51 @@ class Status(enum.Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     INTERNAL = "INTERNAL"
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self]
 
-class ApplianceError(Exception):
+
+#: Exit codes of every ``appliance`` command by status, stable for operators' scripts
+#: (the README's table). 0 is success.
+EXIT_CODES: Mapping[Status, int] = {
+    # 1: internal error (a bug: report it with the log)
+    Status.INTERNAL: 1,
+    # 2: bad usage, bad config or bad input
+    Status.INVALID_ARGUMENT: 2,
+    # 3: refused: unsigned, tampered, untrusted, hostile or malformed, failing its
+    #    self-test, a downgrade, a version already installed or in use, a repository
+    #    that cannot be written; no variant within budget
+    Status.FAILED_PRECONDITION: 3,
+    Status.ALREADY_EXISTS: 3,
+    # 4: not found: no such model, version or file
+    Status.NOT_FOUND: 4,
+    # 5: unavailable or out of room: the daemon could not be reached or is not ready,
+    #    a deadline passed or an upload stalled, a full queue or a full repository disk
+    #    (scripts retry on 5, not on 3)
+    Status.UNAVAILABLE: 5,
+    Status.DEADLINE_EXCEEDED: 5,
+    Status.RESOURCE_EXHAUSTED: 5,
+    # 6: permission: unauthenticated or not allowed
+    Status.UNAUTHENTICATED: 6,
+    Status.PERMISSION_DENIED: 6,
+}
+
+
+class StatusError(Exception):
+    """The shape of every error root in the project: a status, and its exit code."""
+
+    status: ClassVar[Status] = Status.INTERNAL
+
+    @property
+    def exit_code(self) -> int:
+        """What the ``appliance`` command exits with when this error ends it."""
+        return self.status.exit_code
+
+
+class ApplianceError(StatusError):
     """Root of every error the appliance raises on purpose."""
 
-    status: Status = Status.INTERNAL
     #: A client's mistake is logged in one line; anything else with a traceback.
     client_error: bool = False
 
@@ -132,6 +179,7 @@ class InferenceError(ApplianceError):
 
 
 __all__ = [
+    "EXIT_CODES",
     "ApplianceError",
     "ConfigError",
     "DeadlineExceededError",
@@ -149,6 +197,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "Status",
+    "StatusError",
     "UnauthenticatedError",
     "VersionExistsError",
     "VersionInUseError",

@@ -24,14 +24,24 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import flwr
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, Metadata, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    Metadata,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 from sklearn.datasets import load_breast_cancer
@@ -252,9 +262,8 @@ def run_federated(
             server,
             settings,
             initial,
-            evaluation=strategy,
+            evaluation=CentrallyEvaluated(strategy, central_evaluate),  # type: ignore[arg-type]
             audit=audit,
-            evaluate_fn=central_evaluate,
         )
     else:
         result = strategy.start(
@@ -269,19 +278,49 @@ def run_federated(
     return record
 
 
+class CentrallyEvaluated:
+    """The run's strategy, also scoring each round's global model on the common test set.
+
+    ``run_secure_rounds`` hands its evaluation strategy the global arrays every round;
+    this is where the benchmark reads them (``Strategy.start`` takes an ``evaluate_fn``).
+    """
+
+    def __init__(self, strategy: Strategy, evaluate: Callable[[int, ArrayRecord], object]):
+        self._strategy = strategy
+        self._evaluate = evaluate
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._strategy, name)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._evaluate(server_round, arrays)
+        return self._strategy.configure_evaluate(server_round, arrays, config, grid)
+
+
+def with_changes(base: RunSettings, **changes: object) -> RunSettings:
+    """``base`` with some settings changed, validated again."""
+    return RunSettings(**(base.model_dump() | changes))
+
+
 def configurations(base: RunSettings) -> list[tuple[str, RunSettings, bool]]:
     """(name, settings, whether site 3 sends garbage) for every federated run."""
-    dp = replace(base, privacy=Privacy.CLIENT)
+    dp = with_changes(base, privacy=Privacy.CLIENT)
     return [
         ("FedAvg float32", base, False),
-        ("FedAvg fp16", replace(base, update_encoding=Encoding.FP16), False),
-        ("FedAvg int8", replace(base, update_encoding=Encoding.INT8), False),
+        ("FedAvg fp16", with_changes(base, update_encoding=Encoding.FP16), False),
+        ("FedAvg int8", with_changes(base, update_encoding=Encoding.INT8), False),
         ("DP-SGD eps<=8 float32", dp, False),
-        ("DP-SGD eps<=8 int8", replace(dp, update_encoding=Encoding.INT8), False),
-        ("SecAgg+ float32", replace(base, secure_aggregation=True), False),
-        ("SecAgg+ with DP-SGD eps<=8", replace(dp, secure_aggregation=True), False),
+        ("DP-SGD eps<=8 int8", with_changes(dp, update_encoding=Encoding.INT8), False),
+        ("SecAgg+ float32", with_changes(base, secure_aggregation=True), False),
+        ("SecAgg+ with DP-SGD eps<=8", with_changes(dp, secure_aggregation=True), False),
         ("FedAvg, site 3 sends garbage", base, True),
-        ("FedMedian, site 3 sends garbage", replace(base, aggregation=Aggregation.MEDIAN), True),
+        (
+            "FedMedian, site 3 sends garbage",
+            with_changes(base, aggregation=Aggregation.MEDIAN),
+            True,
+        ),
     ]
 
 
@@ -431,7 +470,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> None:
     )
     for seed in range(args.seeds):
         split = make_split(seed)
-        seeded = replace(base, seed=seed)
+        seeded = with_changes(base, seed=seed)
         central = run_centralized(seeded, split, CENTRAL_EPOCHS)
         runs.setdefault(central.name, []).append(central)
         for name, settings, byzantine in configurations(seeded):

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import psutil
 
+from appliance.runtime import open_session
 from compress._inputs import InputAdapter, mean_pool
 from compress.data import Dataset
 from compress.errors import CompressError
@@ -110,11 +111,9 @@ class Evaluator:
         self.reference: np.ndarray | None = None  # (n, dim) embeddings of the uncompressed model
 
     def session(self, path: Path) -> ort.InferenceSession:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.target.threads:
-            options.intra_op_num_threads = self.target.threads
-        return ort.InferenceSession(str(path), options, providers=self.providers)
+        return open_session(
+            path, CompressError, providers=self.providers, intra_op_threads=self.target.threads
+        )
 
     def _feed(
         self, session: ort.InferenceSession, x: np.ndarray | list[str], pad_to_max: bool = False

@@ -58,7 +58,7 @@ def error_reply(msg: Message, exc: FederatedError) -> Message:
 
     The reason travels to the server, so it names what was wrong, never data values.
     """
-    _site_log.error("%s: %s", type(exc).__name__, exc)
+    _site_log.error("%s (%s): %s", type(exc).__name__, exc.status.value, exc)
     reason = f"{type(exc).__name__}: {exc}"
     return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
 

@@ -8,8 +8,9 @@ DP-SGD and reports the ε it has spent; ``federated.mods.update_encoding_mod`` e
 the weights on the way out; ``federated.secure_aggregation.secure_aggregation_mod``
 carries SecAgg+ rounds.
 
-A site's mistake (missing data, unknown label) is logged here in one line and sent back
-as an error reply; the server logs it and the round goes on with the other sites.
+A site's mistake (missing data, unknown label, a bad run config value) is raised as a
+``FederatedError``; the outermost mod (``federated.mods.error_reply_mod``) logs it in one
+line and sends it back as an error reply, and the round goes on with the other sites.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from federated._records import error_reply, metric_number, to_numpy, to_record
+from federated._records import metric_number, to_numpy, to_record
 from federated._training import (
     DpSgdConfig,
     build_model,
@@ -34,8 +35,7 @@ from federated._training import (
     train,
 )
 from federated.data import SiteData, data_path_from_node_config, load_site_data
-from federated.errors import FederatedError
-from federated.mods import update_encoding_mod
+from federated.mods import error_reply_mod, update_encoding_mod
 from federated.privacy import PrivacyLedger, calibrate_noise
 from federated.protocol import (
     ARRAYS_KEY,
@@ -50,7 +50,8 @@ from federated.settings import Privacy, RunSettings
 _log = logging.getLogger("federated.site")
 _LEDGER_KEY = "dp-ledger"
 
-app = ClientApp(mods=[secure_aggregation_mod, update_encoding_mod])
+# The first mod is the outermost: it sees every error the others and the handlers raise.
+app = ClientApp(mods=[error_reply_mod, secure_aggregation_mod, update_encoding_mod])
 
 
 def _site(context: Context) -> tuple[RunSettings, SiteData]:
@@ -62,41 +63,6 @@ def _site(context: Context) -> tuple[RunSettings, SiteData]:
 @app.train()
 def train_handler(msg: Message, context: Context) -> Message:
     """Train the global model on local data; reply with weights and training metrics."""
-    try:
-        return _train(msg, context)
-    except FederatedError as exc:
-        return error_reply(msg, exc)
-
-
-@app.evaluate()
-def evaluate_handler(msg: Message, context: Context) -> Message:
-    """Evaluate the global model on local data; reply with loss, accuracy and count."""
-    try:
-        settings, data = _site(context)
-    except FederatedError as exc:
-        return error_reply(msg, exc)
-    model = build_model(settings)
-    set_weights(model, to_numpy(msg.content.array_records[ARRAYS_KEY]))
-    loss, accuracy = evaluate(model, data)
-    metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, "num-examples": len(data)})
-    if msg.content.config_records.get(CONFIG_KEY, ConfigRecord()).get(FEATURE_STATS_KEY):
-        _add_feature_stats(metrics, data)
-    _add_unit_weight(metrics, settings)
-    return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
-
-
-def _add_feature_stats(metrics: MetricRecord, data: SiteData) -> None:
-    """Per-feature sum and sum of squares, so the server can standardise inputs.
-
-    Asked for once, with the round-0 baseline evaluation. They are aggregates over the
-    site's rows and are not covered by the DP accounting (see the README).
-    """
-    x = data.x.reshape(len(data), -1).astype(np.float64)  # (n, features)
-    metrics["feature-sum"] = x.sum(axis=0).tolist()
-    metrics["feature-sum-sq"] = np.square(x).sum(axis=0).tolist()
-
-
-def _train(msg: Message, context: Context) -> Message:
     # Several SuperNodes may share a small box: one thread each avoids oversubscription.
     torch.set_num_threads(1)
     settings, data = _site(context)
@@ -121,6 +87,31 @@ def _train(msg: Message, context: Context) -> Message:
     _add_unit_weight(metrics, settings)
     content = RecordDict({ARRAYS_KEY: to_record(get_weights(model)), METRICS_KEY: metrics})
     return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate_handler(msg: Message, context: Context) -> Message:
+    """Evaluate the global model on local data; reply with loss, accuracy and count."""
+    settings, data = _site(context)
+    model = build_model(settings)
+    set_weights(model, to_numpy(msg.content.array_records[ARRAYS_KEY]))
+    loss, accuracy = evaluate(model, data)
+    metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, "num-examples": len(data)})
+    if msg.content.config_records.get(CONFIG_KEY, ConfigRecord()).get(FEATURE_STATS_KEY):
+        _add_feature_stats(metrics, data)
+    _add_unit_weight(metrics, settings)
+    return Message(RecordDict({METRICS_KEY: metrics}), reply_to=msg)
+
+
+def _add_feature_stats(metrics: MetricRecord, data: SiteData) -> None:
+    """Per-feature sum and sum of squares, so the server can standardise inputs.
+
+    Asked for once, with the round-0 baseline evaluation. They are aggregates over the
+    site's rows and are not covered by the DP accounting (see the README).
+    """
+    x = data.x.reshape(len(data), -1).astype(np.float64)  # (n, features)
+    metrics["feature-sum"] = x.sum(axis=0).tolist()
+    metrics["feature-sum-sq"] = np.square(x).sum(axis=0).tolist()
 
 
 def _generator(settings: RunSettings, context: Context, msg: Message) -> torch.Generator:

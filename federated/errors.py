@@ -1,9 +1,10 @@
 """The federated app's error tree: every failure a site operator or run owner can meet.
 
-Site-side errors are raised inside the ClientApp; Flower turns an exception there into
-an error reply, so the ServerApp sees the message (never the site's data) and the round
-goes on with the other sites. Messages say what was expected and what arrived, and
-never carry feature values or labels beyond the offending label itself.
+Site-side errors are raised inside the ClientApp and answered as an error reply by its
+outermost mod (``federated.mods.error_reply_mod``), so the ServerApp sees the message
+(never the site's data) and the round goes on with the other sites. Messages say what
+was expected and what arrived, and never carry feature values or labels beyond the
+offending label itself.
 
     FederatedError                      INTERNAL
     ├── SettingsError                   INVALID_ARGUMENT  (bad run or node config value)
@@ -16,82 +17,72 @@ never carry feature values or labels beyond the offending label itself.
     ├── NotEnoughSitesError             UNAVAILABLE       (too few sites replied)
     └── ExportError                     INTERNAL          (final model did not export)
 
-The status names mirror ``appliance.errors.Status`` so one table maps every package's
-errors; this package does not import ``appliance`` to keep the app importable alone.
+Every class carries an ``appliance.errors.Status``, the shape all three packages' error
+roots share (``StatusError``, whose exit codes come from one table); the site names it
+in the one log line it writes for an error reply (``federated._records.error_reply``).
 """
 
 from __future__ import annotations
 
+from appliance.errors import Status, StatusError
 
-class FederatedError(Exception):
+
+class FederatedError(StatusError):
     """Root of every error the federated app raises on purpose."""
-
-    status: str = "INTERNAL"
 
 
 class SettingsError(FederatedError):
     """A run config or node config value is missing, of the wrong type, or out of range."""
 
-    status = "INVALID_ARGUMENT"
+    status = Status.INVALID_ARGUMENT
 
 
 class SiteDataError(FederatedError):
     """The site's local data cannot be used for training."""
 
-    status = "FAILED_PRECONDITION"
+    status = Status.FAILED_PRECONDITION
 
 
 class SiteDataMissingError(SiteDataError):
     """Nothing (or nothing readable) at the node config's ``data-path``."""
 
-    status = "NOT_FOUND"
+    status = Status.NOT_FOUND
 
 
 class SiteDataFormatError(SiteDataError):
     """The data is there but its columns, shapes or dtypes are not what the model needs."""
 
-    status = "INVALID_ARGUMENT"
+    status = Status.INVALID_ARGUMENT
 
 
 class UnknownLabelError(SiteDataError):
     """A label in the site's data is not one of the run's ``labels``."""
 
-    status = "INVALID_ARGUMENT"
+    status = Status.INVALID_ARGUMENT
 
 
 class UpdateFormatError(FederatedError):
     """A site's reply carries arrays that do not decode against the global model."""
 
-    status = "INVALID_ARGUMENT"
+    status = Status.INVALID_ARGUMENT
 
 
 class PrivacyBudgetError(FederatedError):
     """The requested (ε, δ) cannot be met with any noise multiplier we search."""
 
-    status = "FAILED_PRECONDITION"
-
-
-class SecureAggregationError(FederatedError):
-    """A site could not take part in a SecAgg+ round: its training failed.
-
-    Raised, not replied: the legacy SecAgg+ path has no error reply for the masked stage,
-    so Flower turns the exception into the site's error reply and the round counts the
-    site as dropped.
-    """
-
-    status = "FAILED_PRECONDITION"
+    status = Status.FAILED_PRECONDITION
 
 
 class NotEnoughSitesError(FederatedError):
     """Fewer sites connected or replied than the run's minimum."""
 
-    status = "UNAVAILABLE"
+    status = Status.UNAVAILABLE
 
 
 class ExportError(FederatedError):
     """The final global model could not be written or did not match its ONNX export."""
 
-    status = "INTERNAL"
+    status = Status.INTERNAL
 
 
 __all__ = [
@@ -99,7 +90,6 @@ __all__ = [
     "FederatedError",
     "NotEnoughSitesError",
     "PrivacyBudgetError",
-    "SecureAggregationError",
     "SettingsError",
     "SiteDataError",
     "SiteDataFormatError",

@@ -83,9 +83,9 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def _check_onnx(model: nn.Module, path: Path, settings: RunSettings) -> None:
-    import onnxruntime as ort
+    from appliance.runtime import open_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = open_session(path, ExportError)
     x = torch.rand(5, *settings.input_shape)  # a batch size unlike the export's 2
     (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
     with torch.no_grad():

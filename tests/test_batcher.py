@@ -173,3 +173,25 @@ def test_expired_requests_are_dropped_before_running() -> None:
         batcher.close(5)
     assert type(outcome).__name__ == "DeadlineExceededError"
     assert model.batches == [1]
+
+
+def test_a_deadline_that_passes_while_the_batch_waits_for_company_drops_the_request() -> None:
+    model = Model(delay=0)
+    # A long wait for a fuller batch: the first request's deadline passes during it.
+    batcher = Batcher("m", model, BatchSettings(max_batch_size=64, max_queue_delay_us=300_000))
+
+    async def main() -> list[object]:
+        late = batcher.submit(_feeds(1), 1, time.monotonic() + 0.02)
+        await asyncio.sleep(0.05)  # past the deadline, inside the wait
+        patient = batcher.submit(_feeds(2), 1, None)
+        return list(await asyncio.gather(late, patient, return_exceptions=True))
+
+    try:
+        late, patient = asyncio.run(main())
+    finally:
+        batcher.close(5)
+    assert type(late).__name__ == "DeadlineExceededError"
+    assert "the request was not run" in str(late)
+    assert isinstance(patient, dict)
+    np.testing.assert_array_equal(patient["y"], 2 * _feeds(2)["x"])
+    assert model.batches == [1]  # the patient request ran, alone

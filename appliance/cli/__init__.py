@@ -2,8 +2,10 @@
 
 Each module in ``_COMMANDS`` exposes ``register(subparsers)``, which adds its parser and
 sets ``func``; heavy imports (onnxruntime, torch, grpc) happen inside the command, so
-``appliance --help`` stays fast. This is the CLI's error boundary: an
-``ApplianceError`` becomes one line on stderr and an exit code scripts can rely on.
+``appliance --help`` stays fast. This is the CLI's error boundary: an error of ours
+(``ApplianceError``, or ``CompressError`` from ``appliance compress``) becomes one line
+on stderr and the exit code of its status (``appliance.errors.EXIT_CODES``), which
+scripts can rely on.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from appliance.cli._exit import exit_code_for
-from appliance.errors import ApplianceError
+from appliance.errors import StatusError
 
 # Command modules, in the order `appliance --help` lists them.
-_COMMANDS = ("serve", "demo", "models", "status", "keys", "package", "auth", "config")
+_COMMANDS = (
+    "serve",
+    "demo",
+    "models",
+    "status",
+    "keys",
+    "package",
+    "compress",
+    "auth",
+    "config",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except ApplianceError as exc:
+    except StatusError as exc:
         print(f"appliance {args.command}: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return code

@@ -1,9 +1,9 @@
 """``appliance compress RECIPE.yaml --out DIR``: the compression toolchain's command.
 
 The toolchain (``compress``, the ``[compress]`` extra) is imported only when the command
-runs, so the serving box's lean install never loads torch. ``CompressError`` is
-translated here into one line on stderr and its exit code (3 when no variant meets
-the budget: the report is written, no package is).
+runs, so the serving box's lean install never loads torch. A ``CompressError`` ends the
+command at the CLI's one error boundary (``appliance.cli``) with its status's exit code
+(3 when no variant meets the budget: the report is written, no package is).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ def register(subparsers: Any) -> None:
 
 def _compress(args: argparse.Namespace) -> int:
     try:
-        from compress.errors import CompressError
         from compress.pipeline import run
         from compress.recipe import load_recipe
     except ImportError as exc:
@@ -40,16 +39,12 @@ def _compress(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        result = run(
-            load_recipe(args.recipe),
-            args.out,
-            key=args.key,
-            show_progress=not args.quiet and sys.stderr.isatty(),
-        )
-    except CompressError as exc:
-        print(f"appliance compress: {exc}", file=sys.stderr)
-        return exc.exit_code
+    result = run(
+        load_recipe(args.recipe),
+        args.out,
+        key=args.key,
+        show_progress=not args.quiet and sys.stderr.isatty(),
+    )
     selected = result.search.selected
     print(f"report: {result.report}")
     if selected is not None:

@@ -2,7 +2,7 @@
 
 Each command is one call to the daemon's admin service (``appliance.admin.AdminClient``):
 readable tables by default, ``--json`` for scripts, and the exit codes of
-``appliance.cli._exit`` (3: refused, 4: not found, 5: daemon unreachable, ...).
+``appliance.errors.EXIT_CODES`` (3: refused, 4: not found, 5: daemon unreachable, ...).
 """
 
 from __future__ import annotations

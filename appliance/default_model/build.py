@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from appliance.errors import ModelLoadError
 from appliance.package.golden import make_reference_profile
 from appliance.package.manifest import (
     Golden,
@@ -38,6 +38,7 @@ from appliance.package.manifest import (
     TensorSpec,
     write_manifest,
 )
+from appliance.runtime import open_session
 
 NAME = "breast_cancer"
 VERSION = 1
@@ -93,7 +94,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     onnx.save(model, OUT / "model.onnx")
 
-    session = ort.InferenceSession(str(OUT / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = open_session(OUT / "model.onnx", ModelLoadError)
     probs = session.run(None, {"input": x_test})[0]
     accuracy = float((probs.argmax(axis=1) == y_test).mean())
     golden_x = x_test[:4]

@@ -29,12 +29,9 @@ _MAX_RANDOM_ID = 100
 
 
 def _session(onnx_path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph classes
-        raise PackageError(f"{onnx_path}: ONNX Runtime could not load the model: {exc}") from exc
+    from appliance.runtime.factory import open_session  # here: runtime imports package
+
+    return open_session(onnx_path, PackageError)
 
 
 def run_model(onnx_path: Path, inputs: Arrays, batch_size: int = 64) -> dict[str, np.ndarray]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,31 @@ def choose_providers(
     *,
     gpu_fp16: bool = True,
     cache_dir: Path | None = None,
+    available: Sequence[str] | None = None,
+    gpu_present: bool | None = None,
+    probe: Callable[[str], bool] | None = None,
 ) -> ProviderChoice:
-    """Pick providers: the operator's list if given (checked), else the best that works."""
-    available = tuple(ort.get_available_providers())
+    """Pick providers: the operator's list if given (checked), else the best that works.
+
+    What the box reports is asked of ONNX Runtime and NVML unless given: ``available``
+    (the providers this ONNX Runtime build lists), ``gpu_present`` (an NVIDIA device is
+    there) and ``probe`` (a one-node session really runs on that provider), so every
+    branch can be exercised on a box without a GPU.
+    """
+    listed = tuple(ort.get_available_providers() if available is None else available)
     if requested:
-        return _requested(requested, available, gpu_fp16, cache_dir)
-    if not _nvidia_gpu_present():
-        return ProviderChoice((CPU,), "no NVIDIA GPU found", available)
-    _preload_cuda_libraries()
+        return _requested(requested, listed, gpu_fp16, cache_dir)
+    if not (_nvidia_gpu_present() if gpu_present is None else gpu_present):
+        return ProviderChoice((CPU,), "no NVIDIA GPU found", listed)
+    if probe is None:
+        _preload_cuda_libraries()
+        probe = _probe
     for name in (TENSORRT, CUDA):
-        if name in available and _probe(name):
+        if name in listed and probe(name):
             chain = _gpu_chain(name, gpu_fp16, cache_dir)
-            return ProviderChoice(chain, f"GPU found, {name} loads", available)
+            return ProviderChoice(chain, f"GPU found, {name} loads", listed)
     return ProviderChoice(
-        (CPU,), "GPU found but the CUDA libraries did not load; serving on CPU", available
+        (CPU,), "GPU found but the CUDA libraries did not load; serving on CPU", listed
     )
 
 
@@ -132,14 +144,16 @@ def _preload_cuda_libraries() -> None:
 def _probe(provider: str) -> bool:
     """Does a one-node session really run on ``provider``? ORT falls back silently."""
     from appliance.runtime._probe_model import identity_model_bytes
+    from appliance.runtime.factory import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # fatal only: no wall of loader errors
     try:
-        session = ort.InferenceSession(
-            identity_model_bytes(), sess_options=options, providers=[provider, CPU]
+        session = open_session(
+            identity_model_bytes(),
+            ModelLoadError,
+            providers=(provider, CPU),
+            log_severity=4,  # fatal only: no wall of loader errors
         )
-    except Exception as exc:
+    except ModelLoadError as exc:
         log.debug("probe of %s failed: %s", provider, exc)
         return False
     return bool(session.get_providers()[0] == provider)

@@ -1,8 +1,8 @@
 """One ONNX Runtime session: load a model file, read its specs, warm it up, run it.
 
-This is the one place where ONNX Runtime's exceptions become ours (``ModelLoadError`` at
-load, ``InferenceError`` at run time). Everything here blocks; callers run it off the
-event loop.
+This is where ONNX Runtime's exceptions at run time become ours (``InferenceError``, or
+``InvalidInputError`` for values the model rejects); at load, ``factory.open_session``
+raises ``ModelLoadError``. Everything here blocks; callers run it off the event loop.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
 from appliance.errors import InferenceError, InvalidInputError, ModelLoadError
 from appliance.package.manifest import TensorSpec
+from appliance.runtime.factory import open_session
 from appliance.runtime.providers import ProviderChoice
 from appliance.tensors import ORT_TO_V2, V2_TO_NUMPY
 
@@ -29,16 +29,12 @@ class Session:
     """An ONNX model ready to run on the chosen providers."""
 
     def __init__(self, path: Path, providers: ProviderChoice, intra_op_threads: int = 0):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = intra_op_threads
-        options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=list(providers.providers)
-            )
-        except Exception as exc:  # ORT raises its own untyped exceptions
-            raise ModelLoadError(f"{path}: ONNX Runtime could not load the model: {exc}") from exc
+        self._session = open_session(
+            path,
+            ModelLoadError,
+            providers=providers.providers,
+            intra_op_threads=intra_op_threads,
+        )
         self.path = path
         self.providers = tuple(self._session.get_providers())
         self.inputs = tuple(_spec(arg) for arg in self._session.get_inputs())

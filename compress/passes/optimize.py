@@ -13,6 +13,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from appliance.runtime import open_session
 from compress.errors import QuantizeError
 
 _LEVELS = {
@@ -30,14 +31,9 @@ def optimize_graph(in_path: Path, out_path: Path, config: OptimizeConfig) -> Pat
     """Write the ORT-optimised graph of ``in_path`` to ``out_path``."""
     if config.level not in _LEVELS:
         raise ValueError(f"level: expected one of {sorted(_LEVELS)}, got {config.level!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = _LEVELS[config.level]
-    options.optimized_model_filepath = str(out_path)
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(in_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's Fail/InvalidGraph are not exported as classes
-        raise QuantizeError(f"ONNX Runtime could not optimise {in_path.name}: {exc}") from exc
+    open_session(
+        in_path, QuantizeError, optimization=_LEVELS[config.level], optimized_model_path=out_path
+    )
     return out_path
 
 

@@ -8,7 +8,7 @@ Every reply passes through ``_AuditedGrid`` into the run's audit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from logging import INFO, WARNING
 from typing import Any, cast
 
@@ -155,13 +155,12 @@ def run_secure_rounds(
     *,
     evaluation: Strategy,
     audit: ReplyAudit,
-    evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
 ) -> Result:
     """``num-server-rounds`` rounds of SecAgg+ training, each followed by site evaluation.
 
-    ``evaluation`` is the run's Message-API strategy; only its evaluate half is used.
-    Every SecAgg+ reply (keys, shares, masked vectors, metrics) goes into ``audit``.
-    ``evaluate_fn`` is a server-side evaluation, called as ``Strategy.start`` calls it.
+    ``evaluation`` is the run's Message-API strategy; only its evaluate half is used, and
+    its ``configure_evaluate`` is handed each round's global arrays. Every SecAgg+ reply
+    (keys, shares, masked vectors, metrics) goes into ``audit``.
     """
     names = list(initial)
     strategy = _UpdateMean(settings, to_numpy(initial))
@@ -173,7 +172,6 @@ def run_secure_rounds(
         strategy=strategy,
     )
     evaluate_metrics: dict[int, MetricRecord] = {}
-    evaluate_server: dict[int, MetricRecord] = {}
 
     def evaluate_round(grid: Grid, ctxt: Context) -> None:
         server_round = int(
@@ -187,8 +185,6 @@ def run_secure_rounds(
                 server_round,
             )
         arrays = _global_arrays(ctxt, names)
-        if evaluate_fn is not None and (server_metrics := evaluate_fn(server_round, arrays)):
-            evaluate_server[server_round] = server_metrics
         messages = evaluation.configure_evaluate(server_round, arrays, ConfigRecord(), grid)
         replies = grid.send_and_receive(list(messages), timeout=settings.round_timeout)
         if (metrics := evaluation.aggregate_evaluate(server_round, replies)) is not None:
@@ -217,7 +213,6 @@ def run_secure_rounds(
         arrays=_global_arrays(legacy, names),
         train_metrics_clientapp=strategy.train_metrics,
         evaluate_metrics_clientapp=evaluate_metrics,
-        evaluate_metrics_serverapp=evaluate_server,
     )
 
 

@@ -33,6 +33,6 @@ def test_every_key_has_a_meaning() -> None:
 
 
 def test_the_documented_table_is_the_generated_one() -> None:
-    """Defaults and meanings too: regenerate with `python -m appliance.config --markdown`."""
+    """Defaults and meanings too: regenerate with `appliance config reference`."""
     table = "\n".join(line for line in documented_section().splitlines() if line.startswith("|"))
     assert table.strip() == markdown().strip()

@@ -3,8 +3,9 @@
 Stands in for the SuperLink and the SuperNodes' transport only: the ServerApp code under
 test and the ClientApp run for real, each site with its own per-run ``Context`` (so
 state such as SecAgg+ keys and the privacy ledger persists between messages, as in a
-SuperNode). An exception in the ClientApp becomes an error reply, as Flower's runtime
-makes it; a site in ``gone`` no longer answers, as if its SuperNode had stopped.
+SuperNode). An exception out of the ClientApp becomes an error reply, as Flower's runtime
+makes it, and is listed in ``raised``; a site in ``gone`` no longer answers, as if its
+SuperNode had stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class SitesGrid(Grid):
     def __init__(self, sites: Mapping[int, Context]) -> None:
         self.sites = dict(sites)
         self.gone: set[int] = set()
+        self.raised: list[str] = []  # exceptions that escaped a ClientApp, as error reasons
         self._run = Run.create_empty(run_id=1)
 
     def set_run(self, run: Run) -> None:
@@ -67,5 +69,6 @@ class SitesGrid(Grid):
             reply = app(delivered, self.sites[node])
         except Exception as exc:
             error = Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
+            self.raised.append(error.reason)
             reply = Message(error, reply_to=delivered)
         return reply

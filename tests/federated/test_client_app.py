@@ -24,6 +24,7 @@ from federated._training import build_model, get_weights
 from federated.client_app import app
 from federated.data import load_site_data
 from federated.encoding import INT8_KEY, SCALE_KEY, decode_update
+from federated.mods import error_reply_mod, update_encoding_mod
 from federated.settings import RunSettings, UserConfigValue
 from tests.federated._messages import incoming
 
@@ -168,3 +169,28 @@ def test_small_cnn_trains_on_digit_images(tmp_path: Path) -> None:
     assert_only_arrays_and_metrics(reply)
     assert list(reply.content["arrays"]) == ["update.fp16"]
     assert reply.content["metrics"]["num-examples"] == 200
+
+
+def test_a_bug_is_left_to_flower_not_answered_as_a_site_error(site_csv: Path) -> None:
+    def broken(msg: Message, ctx: Context) -> Message:
+        raise RuntimeError("a bug, not a site's mistake")
+
+    # Flower answers it with its own error reply and logs the traceback.
+    with pytest.raises(RuntimeError, match="a bug"):
+        error_reply_mod(train_message(), context(site_csv), broken)
+
+
+def test_errors_from_handlers_and_mods_alike_are_answered_by_the_outermost_mod(
+    site_csv: Path, tmp_path: Path
+) -> None:
+    from federated.client_app import evaluate_handler, train_handler
+    from federated.errors import SettingsError, SiteDataMissingError
+
+    arrays = ArrayRecord(build_model(RunSettings()).state_dict())
+    # The handlers raise; they do not reply with errors themselves.
+    with pytest.raises(SiteDataMissingError):
+        train_handler(train_message(), context(tmp_path / "gone.csv"))
+    with pytest.raises(SiteDataMissingError):
+        evaluate_handler(evaluate_message(arrays), context(tmp_path / "gone.csv"))
+    with pytest.raises(SettingsError):
+        update_encoding_mod(train_message(), context(site_csv, update_encoding="int4"), app)

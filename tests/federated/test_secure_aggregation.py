@@ -10,6 +10,7 @@ metrics, never an update the server could read.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -152,6 +153,28 @@ def test_a_site_failing_in_the_masked_stage_is_dropped_and_masks_still_cancel(
     arrays, metrics, _ = run_secure(files, initial, config)
     assert metrics[1]["num-examples"] == SIZES[0] + SIZES[1]
     assert_close(arrays, plain_fedavg(site_files[:2], initial, config))
+
+
+def test_a_site_error_in_the_masked_stage_is_an_error_reply_logged_in_one_line(
+    site_files: list[Path], initial: ArrayRecord, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = [*site_files[:2], tmp_path / "gone.csv"]
+    config = run_config(num_server_rounds=1)
+    settings = RunSettings.from_run_config(config)
+    grid = SitesGrid({10 + i: site_context(10 + i, f, config) for i, f in enumerate(files)})
+    audit = ReplyAudit()
+    server = Context(1, 0, {}, RecordDict(), config)
+    with caplog.at_level(logging.ERROR, logger="federated.site"):
+        run_secure_rounds(
+            grid, server, settings, initial, evaluation=build_strategy(settings, audit), audit=audit
+        )
+    # The ClientApp answered the error itself (its outermost mod); nothing escaped it.
+    assert grid.raised == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "federated.site"]
+    assert lines, "the site logged nothing"
+    for line in lines:
+        assert line.startswith("SiteDataMissingError (NOT_FOUND): site data not found at ")
+        assert "gone.csv" in line and "\n" not in line
 
 
 def test_a_round_below_the_reconstruction_threshold_fails_the_run_clearly(

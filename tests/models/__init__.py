@@ -215,3 +215,19 @@ def encoder_reference(
             vector = vector / np.linalg.norm(vector)
         rows.append(vector)
     return np.asarray(rows, dtype=np.float32)
+
+
+def row_sum_model(path: Path) -> Path:
+    """x (batch, width) FP32 with any width -> total (batch, 1) FP32, the sum of each row.
+
+    Requests of different widths never share a batch (their tensors differ past the
+    batch axis), so each one queues on its own.
+    """
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1)],
+        "row_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    return _save(graph, path)

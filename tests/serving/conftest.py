@@ -12,7 +12,13 @@ import tritonclient.grpc as triton
 
 from appliance.repository import EMBEDDED_ROOT
 from tests._daemon import DaemonProcess
-from tests.models import affine_model, fixed_batch_model, slow_model, two_input_model
+from tests.models import (
+    affine_model,
+    fixed_batch_model,
+    row_sum_model,
+    slow_model,
+    two_input_model,
+)
 
 DEFAULT_MODEL = EMBEDDED_ROOT / "breast_cancer" / "1" / "model.onnx"
 
@@ -32,10 +38,13 @@ def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
     config = {
         "repository": {"version_policy": "all"},
         "models": {
-            "slow": {"max_queue_size": 2, "max_batch_size": 4096},
             # A short wait for company, so a burst batches even when the box is busy
             # (without it, batching depends on requests queueing behind a running one).
             "echo": {"max_queue_delay_us": 20_000},
+            # Half a second for company before each batch runs: while it waits, other
+            # requests queue (a short deadline passes, a small queue fills) however busy
+            # the box is and in whatever order they arrive.
+            "delayed": {"max_queue_delay_us": 500_000, "max_queue_size": 2},
         },
     }
     with DaemonProcess(work, config) as daemon:
@@ -45,8 +54,8 @@ def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
 def build_repository(root: Path) -> None:
     affine_model(root / "affine" / "1" / "model.onnx", scale=2.0)
     affine_model(root / "affine" / "2" / "model.onnx", scale=3.0)
-    slow_model(root / "slow" / "1" / "model.onnx")
     slow_model(root / "echo" / "1" / "model.onnx", depth=16)
+    row_sum_model(root / "delayed" / "1" / "model.onnx")
     two_input_model(root / "tokens" / "1" / "model.onnx")
     fixed_batch_model(root / "fixed" / "1" / "model.onnx")
     # Not a version folder: ignored.
@@ -87,13 +96,20 @@ def repo_client(repo_daemon: DaemonProcess) -> Iterator[triton.InferenceServerCl
         yield c
 
 
-def tumour_rows(n: int, seed: int = 0) -> np.ndarray:
-    """Real rows from the Wisconsin diagnostic data (bundled with scikit-learn)."""
+def tumours(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real rows from the Wisconsin diagnostic data (bundled with scikit-learn) and their
+    labels: (n, 30) FP32 features, (n,) class indices (0 malignant, 1 benign)."""
     from sklearn.datasets import load_breast_cancer
 
-    x = load_breast_cancer().data.astype(np.float32)
+    data = load_breast_cancer()
     rng = np.random.default_rng(seed)
-    return x[rng.choice(len(x), size=n, replace=False)]
+    chosen = rng.choice(len(data.target), size=n, replace=False)
+    return data.data[chosen].astype(np.float32), data.target[chosen]
+
+
+def tumour_rows(n: int, seed: int = 0) -> np.ndarray:
+    """The features of ``tumours(n, seed)``."""
+    return tumours(n, seed)[0]
 
 
 def infer_input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:

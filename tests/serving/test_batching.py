@@ -16,8 +16,6 @@ from tritonclient.utils import InferenceServerException
 from tests._daemon import DaemonProcess
 from tests.serving.conftest import DEFAULT_MODEL, infer_input, tumour_rows
 
-BIG = 2048  # rows: holds the slow model's worker busy for a few hundred ms
-
 
 async def _infer_all(address: str, model: str, batches: list[list[triton.InferInput]]) -> list:
     async with triton_aio.InferenceServerClient(address) as client:
@@ -66,51 +64,65 @@ def test_requests_of_different_shapes_are_not_mixed(repo_daemon: DaemonProcess) 
         assert result.as_numpy("total").tolist() == [[expected]]
 
 
-async def _busy_then(address: str, follow_up: int, timeout: float | None) -> list[object]:
-    """Occupy the slow model with a big request, then send ``follow_up`` small ones."""
-    big = np.zeros((BIG, 256), np.float32)
+async def _infer_outcomes(
+    address: str, model: str, batches: list[list[triton.InferInput]]
+) -> list[object]:
     async with triton_aio.InferenceServerClient(address) as client:
-        first = asyncio.ensure_future(client.infer("slow", [infer_input("x", big, "FP32")]))
-        await asyncio.sleep(0.05)  # the worker has taken the big request
-        small = [
-            client.infer(
-                "slow",
-                [infer_input("x", np.ones((1, 256), np.float32), "FP32")],
-                client_timeout=timeout,
-            )
-            for _ in range(follow_up)
-        ]
-        outcomes = await asyncio.gather(*small, return_exceptions=True)
-        await first
-    return list(outcomes)
+        calls = (client.infer(model, inputs) for inputs in batches)
+        return list(await asyncio.gather(*calls, return_exceptions=True))
 
 
 def test_full_queue_refuses_at_once_with_resource_exhausted(repo_daemon: DaemonProcess) -> None:
+    # Six widths, so no two share a batch: the first waits 0.5 s for company while the
+    # others queue behind it, and a queue of 2 must refuse some of them.
+    widths = range(1, 7)
+    inputs = [[infer_input("x", np.ones((1, w), np.float32), "FP32")] for w in widths]
     started = time.monotonic()
-    outcomes = asyncio.run(_busy_then(repo_daemon.address, follow_up=6, timeout=None))
+    outcomes = asyncio.run(_infer_outcomes(repo_daemon.address, "delayed", inputs))
     refused = [o for o in outcomes if isinstance(o, InferenceServerException)]
-    answered = [o for o in outcomes if not isinstance(o, Exception)]
+    answered = [
+        (w, o) for w, o in zip(widths, outcomes, strict=True) if isinstance(o, triton.InferResult)
+    ]
     assert refused, "a queue of 2 took 6 requests"
     assert len(answered) >= 2  # what fit in the queue ran
     for err in refused:
         assert err.status() == "StatusCode.RESOURCE_EXHAUSTED"
-        assert "queue of model 'slow:1' is full (2 requests waiting)" in err.message()
+        assert "queue of model 'delayed:1' is full (2 requests waiting)" in err.message()
+    for width, result in answered:
+        assert result.as_numpy("total").tolist() == [[float(width)]]
     assert time.monotonic() - started < 30
 
 
 def test_request_whose_deadline_passed_is_dropped_before_it_runs(
     repo_daemon: DaemonProcess,
 ) -> None:
+    # The "delayed" model waits 0.5 s for company before it runs a batch, so a request
+    # with a 50 ms deadline is still queued when the deadline passes, whatever the box's
+    # load and whichever request reaches the server first. (Holding the worker busy with
+    # a big request instead raced: on a loaded box the small one could arrive first and
+    # be answered, or join the big one's batch.)
+    late_x = np.full((1, 4), 5.0, np.float32)
+    patient_x = np.full((1, 4), 7.0, np.float32)
+
+    async def late_then_patient() -> tuple[object, object]:
+        async with triton_aio.InferenceServerClient(repo_daemon.address) as client:
+            late = client.infer("delayed", [infer_input("x", late_x, "FP32")], client_timeout=0.05)
+            (outcome,) = await asyncio.gather(late, return_exceptions=True)
+            # Sent once the first has timed out: it shares that one's batch (or runs
+            # after it), so its answer means the expired request's fate is settled.
+            patient = await client.infer("delayed", [infer_input("x", patient_x, "FP32")])
+        return outcome, patient
+
     with triton.InferenceServerClient(repo_daemon.address) as client:
-        before = client.get_inference_statistics("slow").model_stats[0]
-        outcomes = asyncio.run(_busy_then(repo_daemon.address, follow_up=1, timeout=0.02))
-        time.sleep(0.2)
-        after = client.get_inference_statistics("slow").model_stats[0]
-    (outcome,) = outcomes
+        before = client.get_inference_statistics("delayed").model_stats[0]
+        outcome, patient = asyncio.run(late_then_patient())
+        after = client.get_inference_statistics("delayed").model_stats[0]
     assert isinstance(outcome, InferenceServerException)
     assert outcome.status() == "StatusCode.DEADLINE_EXCEEDED"
-    # Only the big request ran: the expired one never reached the session.
-    assert after.inference_count - before.inference_count == BIG
+    assert isinstance(patient, triton.InferResult)
+    assert patient.as_numpy("total").tolist() == [[28.0]]
+    # Only the patient request ran: the expired one never reached the session.
+    assert after.inference_count - before.inference_count == 1
 
 
 @pytest.mark.parametrize("delay_us", [20_000])

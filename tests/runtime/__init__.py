@@ -1,0 +1,1 @@
+"""ONNX Runtime on this box, in process: provider choice and the session factory."""
