@@ -5,7 +5,7 @@ the default. (The same behaviour through the daemon is in tests/serving/.)"""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ import pytest
 
 from appliance.config import Config, parse_config
 from appliance.errors import InvalidInputError, ModelLoadError, ModelNotFoundError, NotReadyError
-from appliance.manager import ModelManager
+from appliance.manager import LatestFirst, ModelManager
 from appliance.model import ModelState, RequestTensor
 from appliance.repository import EMBEDDED_ROOT, Repository
 from appliance.runtime import ProviderChoice
@@ -35,6 +35,18 @@ def repository(root: Path) -> Path:
     return root
 
 
+class _Recorded(LatestFirst):
+    """A state record's choice first, then Triton's rule (the highest version)."""
+
+    def __init__(self, active_version: Callable[[str], int | None]):
+        self._active = active_version
+
+    def candidates(self, name: str, available: Collection[int]) -> list[int]:
+        active = self._active(name)
+        rest = super().candidates(name, available)
+        return [active, *(v for v in rest if v != active)] if active in available else rest
+
+
 def run_with(
     root: Path,
     scenario: Callable[[ModelManager], Awaitable[T]],
@@ -44,9 +56,8 @@ def run_with(
     """Load the repository, run the scenario, retire everything (batcher threads end)."""
 
     async def main() -> T:
-        manager = ModelManager(
-            Repository([root]), config or Config(), CPU_ONLY, active_version=active_version
-        )
+        policy = LatestFirst() if active_version is None else _Recorded(active_version)
+        manager = ModelManager(Repository([root]), config or Config(), CPU_ONLY, policy)
         await manager.load_all()
         try:
             return await scenario(manager)

@@ -21,9 +21,9 @@ from appliance.errors import (
     VersionExistsError,
     VersionInUseError,
 )
-from appliance.lifecycle import Lifecycle, StateStore, recover
+from appliance.lifecycle import Lifecycle, ServingPolicy, StateStore, recover
 from appliance.manager import ModelManager
-from appliance.repository import Repository, repository_roots
+from appliance.repository import Repository
 from appliance.runtime import ProviderChoice
 from tests.lifecycle.conftest import MODEL, Packages, member, rewrite_package
 
@@ -53,10 +53,16 @@ class Box:
         self.audit = Audit()
         self.state = StateStore(root)
         recover(root, self.state, self.audit)
-        roots = repository_roots(root, serve_default_model=True)
-        self.manager = ModelManager(
-            Repository(roots), Config(), CPU_ONLY, active_version=self.state.active_version
+        # As the daemon wires it: the state record decides what serves.
+        policy = ServingPolicy(
+            self.state,
+            self.audit,
+            repository=root,
+            trusted_keys=[packages.public],
+            require_signed=False,
         )
+        roots = policy.roots(serve_default_model=True)
+        self.manager = ModelManager(Repository(roots), Config(), CPU_ONLY, policy)
         self.lifecycle = Lifecycle(
             self.manager,
             self.state,
