@@ -96,6 +96,8 @@ def http_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
         "server": {"max_message_bytes": MAX_MESSAGE_BYTES},
         "logging": {"requests": "all", "format": "json"},
         "lifecycle": {"audit_log": str(work / "audit.jsonl")},
+        # A signed folder is verified as it loads: its key must be trusted.
+        "signing": {"trusted_keys": [work / "keys" / "public.pem"]},
     }
     with DaemonProcess(work, config) as daemon:
         yield daemon
