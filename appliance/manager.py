@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.batcher import BatchSettings
+from appliance.cache import ResponseCache
+from appliance.clip import quoted
 from appliance.config import Config
 from appliance.errors import (
     ApplianceError,
@@ -80,22 +82,28 @@ class ModelManager:
         if not version:
             default = self._default.get(name)
             if default is None or default not in versions:
-                raise NotReadyError(f"model {name!r} has no active version")
+                raise NotReadyError(f"model {quoted(name)} has no active version")
             return versions[default]
         if not version.isdigit() or int(version) not in versions:
             raise ModelNotFoundError(
-                f"model {name!r} has no loaded version {version!r}; loaded versions: "
+                f"model {quoted(name)} has no loaded version {quoted(version)}; loaded versions: "
                 f"{sorted(versions)}"
             )
         return versions[int(version)]
 
+    def find(self, name: str, version: str) -> LoadedModel | None:
+        """The loaded model of that exact version (a number), or None; never raises."""
+        if not version.isdigit():
+            return None
+        return self._loaded.get(name, {}).get(int(version))
+
     def _not_loaded(self, name: str) -> ApplianceError:
         if name in self.repository.models():
             return NotReadyError(
-                f"model {name!r} is in the repository but not loaded; load it first"
+                f"model {quoted(name)} is in the repository but not loaded; load it first"
             )
         known = ", ".join(self.names()) or "none"
-        return ModelNotFoundError(f"no model named {name!r}; serving: {known}")
+        return ModelNotFoundError(f"no model named {quoted(name)}; serving: {known}")
 
     async def infer(
         self,
@@ -217,7 +225,9 @@ class ModelManager:
             max_queue_size=batching.max_queue_size,
             instances=batching.instances,
         )
-        model = LoadedModel(spec, session, settings, manifest)
+        cache_bytes = self.config.cache_bytes_for(source.name)
+        cache = ResponseCache(source.name, source.version, cache_bytes) if cache_bytes else None
+        model = LoadedModel(spec, session, settings, manifest, cache)
         if self.monitoring is not None:
             model.monitor = self.monitoring.attach(model)
         return model
@@ -235,7 +245,7 @@ class ModelManager:
         model = self._loaded.get(name, {}).get(version)
         if model is None:
             return
-        model.state = ModelState.DRAINING
+        model.state = ModelState.UNLOADING
         await asyncio.to_thread(model.drain, grace)
         versions = self._loaded.get(name, {})
         versions.pop(version, None)
