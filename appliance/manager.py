@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def version_number(version: str) -> int | None:
+    """A requested version as a number; None for anything that names no version (not
+    digits, or more of them than any version has: Python refuses to parse 100,000)."""
+    if not version.isdigit() or len(version) > 18:
+        return None
+    return int(version)
+
+
 @dataclass(frozen=True)
 class IndexEntry:
     name: str
@@ -84,18 +92,18 @@ class ModelManager:
             if default is None or default not in versions:
                 raise NotReadyError(f"model {quoted(name)} has no active version")
             return versions[default]
-        if not version.isdigit() or int(version) not in versions:
+        number = version_number(version)
+        if number is None or number not in versions:
             raise ModelNotFoundError(
                 f"model {quoted(name)} has no loaded version {quoted(version)}; loaded versions: "
                 f"{sorted(versions)}"
             )
-        return versions[int(version)]
+        return versions[number]
 
     def find(self, name: str, version: str) -> LoadedModel | None:
         """The loaded model of that exact version (a number), or None; never raises."""
-        if not version.isdigit():
-            return None
-        return self._loaded.get(name, {}).get(int(version))
+        number = version_number(version)
+        return None if number is None else self._loaded.get(name, {}).get(number)
 
     def _not_loaded(self, name: str) -> ApplianceError:
         if name in self.repository.models():
@@ -270,4 +278,4 @@ class ModelManager:
             await self.retire(model.name, model.version, grace)
 
 
-__all__ = ["IndexEntry", "ModelManager"]
+__all__ = ["IndexEntry", "ModelManager", "version_number"]

@@ -28,6 +28,7 @@ from appliance.batcher import BatchRecord
 from appliance.config import Config
 from appliance.errors import ConfigError
 from appliance.lifecycle.results import DaemonFigures, ModelFigures
+from appliance.manager import version_number
 from appliance.monitoring.drift import DriftMonitor, DriftSettings
 from appliance.monitoring.metrics import (
     BatchMetrics,
@@ -180,7 +181,8 @@ class Monitoring:
         """None: model not loaded; False: loaded, but not at that version."""
         if model not in self._names:
             return None
-        return version.isdigit() and (model, int(version)) in self._monitors
+        number = version_number(version)
+        return number is not None and (model, number) in self._monitors
 
     # -- status ----------------------------------------------------------------
 
