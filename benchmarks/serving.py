@@ -7,17 +7,29 @@ and MiniLM-L6 dynamic int8 (compute-bound: single-row requests of 128 tokens). W
 checked against the serving issue's targets.
 
     python benchmarks/serving.py [--duration SECONDS] [--out FILE]
+        [--compare-with OTHER_CHECKOUT --rounds N]
+
+``--compare-with`` adds the before/after section: the default model at concurrency 1
+and 16 against the bare servicer, this checkout's daemon and the other checkout's
+daemon, one after the other in every round, the order reversed every other round, so
+a noisy shared box hits all three alike; and, when ``py-spy`` is installed, a profile of
+this daemon under the concurrency-16 load.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import os
 import platform
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,12 +303,192 @@ def report(rows: list[Row], memory: dict[str, float], duration: float) -> str:
     return "\n".join(lines)
 
 
+AB_CONCURRENCY = (1, 16)
+
+
+def _default_request() -> bytes:
+    x = np.random.default_rng(0).normal(10, 3, size=(1, 30)).astype(np.float32)
+    return infer_request("breast_cancer", {"input": x})
+
+
+@dataclass(frozen=True)
+class Measured:
+    load: LoadResult
+    cpu_us: float  # server CPU (every thread) per request answered, warm-up included
+
+
+def _measure(pid: int, address: str, request: bytes, concurrency: int, seconds: float) -> Measured:
+    process = psutil.Process(pid)
+    before = sum(process.cpu_times()[:2])
+    load = run_load(address, request, concurrency, seconds, warmup=1.0)
+    used = sum(process.cpu_times()[:2]) - before
+    return Measured(load, used / max(load.sent, 1) * 1e6)
+
+
+ABRow = dict[tuple[str, int], Measured]
+
+
+def ab_rounds(other: Path, rounds: int, duration: float) -> list[ABRow]:
+    """Bare servicer, the other checkout's daemon and this one's, interleaved."""
+    request = _default_request()
+    work = Path(tempfile.mkdtemp(prefix="serving-ab-"))
+    results = []
+    for index in range(rounds):
+        order = ["bare", "before", "after"]
+        if index % 2:
+            order.reverse()
+        row: ABRow = {}
+        for who in order:
+            if who == "bare":
+                bare = BareServer(DEFAULT_MODEL)
+                try:
+                    for c in AB_CONCURRENCY:
+                        pid = bare.process.pid
+                        row[(who, c)] = _measure(pid, bare.address, request, c, duration)
+                finally:
+                    bare.stop()
+                continue
+            scratch = Path(tempfile.mkdtemp(dir=work))
+            cwd = other if who == "before" else ROOT
+            with DaemonProcess(scratch, {}, cwd=cwd) as daemon:
+                assert daemon.process is not None
+                for c in AB_CONCURRENCY:
+                    pid = daemon.process.pid
+                    row[(who, c)] = _measure(pid, daemon.address, request, c, duration)
+        line = "  ".join(
+            f"{w} c={c}: {row[(w, c)].load.throughput:.0f}/s p50 {row[(w, c)].load.p50_ms:.2f} "
+            f"cpu {row[(w, c)].cpu_us:.0f}us"
+            for w in ("bare", "before", "after")
+            for c in AB_CONCURRENCY
+        )
+        print(f"  round {index + 1}: {line}", flush=True)
+        results.append(row)
+    return results
+
+
+def ab_report(rounds: list[ABRow], other: Path) -> list[str]:
+    lines = [
+        "## Before and after, interleaved",
+        "",
+        f"The daemon of `{other.name}` (before) and of this checkout (after), with the bare "
+        "servicer, one after the other in each round (order reversed every other round), "
+        "default model, closed loop. CPU is the server process's (every thread) per request "
+        "answered: less sensitive to the box's other load than throughput.",
+        "",
+        "| round | c=16 req/s: bare | before | after | c=1 p50 ms: bare | before | after "
+        "| c=16 CPU us/req: bare | before | after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios: dict[str, list[float]] = collections.defaultdict(list)
+    servers = ("bare", "before", "after")
+    for i, row in enumerate(rounds, 1):
+        cells = [str(i)]
+        cells += [f"{row[(w, 16)].load.throughput:,.0f}" for w in servers]
+        cells += [f"{row[(w, 1)].load.p50_ms:.2f}" for w in servers]
+        cells += [f"{row[(w, 16)].cpu_us:.0f}" for w in servers]
+        lines.append("| " + " | ".join(cells) + " |")
+        for who in ("before", "after"):
+            bare16, bare1, mine16, mine1 = (
+                row[("bare", 16)],
+                row[("bare", 1)],
+                row[(who, 16)],
+                row[(who, 1)],
+            )
+            ratios[f"{who}: c=16 throughput / bare"].append(
+                mine16.load.throughput / bare16.load.throughput
+            )
+            ratios[f"{who}: c=1 p50 / bare"].append(mine1.load.p50_ms / bare1.load.p50_ms)
+            ratios[f"{who}: c=16 CPU per request / bare"].append(mine16.cpu_us / bare16.cpu_us)
+    lines += ["", "| ratio | median | min | max |", "|---|---:|---:|---:|"]
+    for name in sorted(ratios):
+        values = ratios[name]
+        lines.append(
+            f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |"
+        )
+    return lines
+
+
+def profile(seconds: float = 8.0) -> list[str]:
+    """Where this daemon's time goes at concurrency 16 (py-spy, Python frames)."""
+    if shutil.which("py-spy") is None:
+        return ["## Profile", "", "py-spy is not installed (`pip install py-spy`): no profile."]
+    request = _default_request()
+    raw = Path(tempfile.mkdtemp(prefix="serving-profile-")) / "stacks.txt"
+    with DaemonProcess(Path(tempfile.mkdtemp(prefix="serving-profile-"))) as daemon:
+        assert daemon.process is not None
+        loaded: dict[str, LoadResult] = {}
+        load = threading.Thread(
+            target=lambda: loaded.update(r=run_load(daemon.address, request, 16, seconds + 6))
+        )
+        load.start()
+        time.sleep(3.0)
+        command = ["py-spy", "record", "-p", str(daemon.process.pid), "-d", f"{seconds:g}"]
+        command += ["-r", "250", "--threads", "--format", "raw", "-o", str(raw)]
+        subprocess.run(command, check=False, capture_output=True)
+        load.join()
+    return _profile_report(raw, loaded["r"], seconds)
+
+
+def _profile_report(raw: Path, load: LoadResult, seconds: float) -> list[str]:
+    threads: collections.Counter[str] = collections.Counter()
+    main: collections.Counter[str] = collections.Counter()
+    main_total = 0
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        thread = re.sub(r"thread \(\d+\): ", "", frames[0])
+        threads[thread] += n
+        total += n
+        if thread != "MainThread":
+            continue
+        main_total += n
+        seen = set()
+        for frame in frames[1:]:
+            name = re.sub(r" \(.*?/(appliance|asyncio|grpc)/(.*?):\d+\)", r" (\1/\2)", frame)
+            if ("appliance/" in name or "Handle._run" in name) and name not in seen:
+                seen.add(name)
+                main[name] += n
+    lines = [
+        "## Profile of the daemon under load",
+        "",
+        f"`py-spy record --threads --format raw` for {seconds:g} s of a concurrency-16 load on "
+        f"the default model ({load.throughput:,.0f} req/s while sampled: the profiler costs "
+        "some). Share of samples per thread, then, for the event-loop thread, the share of "
+        "its samples inside each of our frames (inclusive; `Handle._run` is every callback "
+        "the loop runs, gRPC's Cython included, whose own frames py-spy does not see).",
+        "",
+        "| thread | share of samples |",
+        "|---|---:|",
+    ]
+    for thread, n in threads.most_common(6):
+        lines.append(f"| {thread} | {n / total:.1%} |")
+    lines += ["", "| event-loop frame | share of the loop's samples |", "|---|---:|"]
+    for frame, n in main.most_common(24):
+        lines.append(f"| `{frame}` | {n / main_total:.1%} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "serving.md")
+    parser.add_argument("--compare-with", type=Path, help="another checkout: before/after")
+    parser.add_argument("--rounds", type=int, default=5, help="before/after rounds")
+    parser.add_argument("--skip-full", action="store_true", help="only the before/after part")
     args = parser.parse_args()
-    run(args.duration, args.out)
+    if not args.skip_full:
+        run(args.duration, args.out)
+    if args.compare_with is not None:
+        print("before/after, interleaved", flush=True)
+        rounds = ab_rounds(args.compare_with.resolve(), args.rounds, args.duration)
+        extra = ["", *ab_report(rounds, args.compare_with), "", *profile(), ""]
+        previous = args.out.read_text() if args.out.exists() and not args.skip_full else ""
+        args.out.write_text(previous + "\n".join(extra))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,13 @@ class DaemonProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
         credentials: grpc.ChannelCredentials | None = None,
+        *,
+        cwd: Path | None = None,
     ):
+        """``cwd``: where ``python -m appliance`` runs, which decides the source tree it
+        imports (a benchmark compares another checkout this way)."""
         self.workdir = workdir
+        self.cwd = cwd
         self.port = free_port()
         self.metrics_port = free_port()
         base: dict[str, Any] = {
@@ -116,6 +121,7 @@ class DaemonProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=self.cwd,
             )
         self.wait_ready()
         return self
