@@ -177,7 +177,7 @@ class ModelManager:
                     self._failed[(name, number)] = str(exc)
                     errors.append(str(exc))
             if not loaded:
-                raise ModelLoadError(f"model {name!r}: no version could be loaded: {errors}")
+                raise ModelLoadError(f"model {quoted(name)}: no version could be loaded: {errors}")
             if self._default.get(name) not in self._loaded[name]:
                 self._default[name] = max(loaded)
             return loaded
