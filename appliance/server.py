@@ -76,6 +76,10 @@ class Daemon:
         self._started_at = time.monotonic()
         self.lifecycle: Lifecycle | None = None
         self._admin: AdminServer | None = None
+        #: The request path's transport-neutral parts, made with the server (``_layers``).
+        self.gatekeeper: Gatekeeper | None = None
+        self.recorder: RequestRecorder | None = None
+        self.limits: Limits | None = None
         self.notifier = Notifier()
         self.audit = AuditLog(config.lifecycle.audit_log)
         # Both check their part of the config: a bad one stops the start before any
@@ -166,22 +170,25 @@ class Daemon:
         )
 
     def _layers(self, manager: ModelManager) -> WrappingInterceptor:
+        """The inference port's layers, over the transport-neutral parts the daemon keeps
+        (``gatekeeper``, ``recorder``, ``limits``) for any other front door to share."""
         server = self.config.server
-        recorder = RequestRecorder(
+        self.recorder = RequestRecorder(
             manager, self.monitoring, RequestLog(self.config.logging.requests)
         )
-        gatekeeper = Gatekeeper(
+        self.gatekeeper = Gatekeeper(
             self.authenticator.identify,
             self.audit,
             required=self.authenticator.required,
             repository_control=server.repository_control,
         )
+        self.limits = Limits.of(server)
         return WrappingInterceptor(
             [
                 ErrorBoundary(defer_parse_errors=True),
-                Observer(recorder, quiet=lambda path: required_role(path) is None),
-                Gate(gatekeeper),
-                Limits(server),
+                Observer(self.recorder, quiet=lambda path: required_role(path) is None),
+                Gate(self.gatekeeper),
+                self.limits,
             ]
         )
 

@@ -29,10 +29,21 @@ def peer_host(peer: str) -> str:
 
 
 class Limits(Layer):
-    def __init__(self, server: ServerConfig):
-        self.in_flight = InFlight(server.max_concurrent_rpcs)
-        self.slots = StreamSlots(server.max_streams_per_connection, server.max_streams_per_peer)
-        self._idle_s = server.stream_idle_timeout_s
+    """``in_flight`` and ``slots`` may be shared with another transport of the daemon, so
+    the caps hold for the daemon as a whole."""
+
+    def __init__(self, in_flight: InFlight, slots: StreamSlots, stream_idle_timeout_s: float):
+        self.in_flight = in_flight
+        self.slots = slots
+        self._idle_s = stream_idle_timeout_s
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> Limits:
+        return cls(
+            InFlight(server.max_concurrent_rpcs),
+            StreamSlots(server.max_streams_per_connection, server.max_streams_per_peer),
+            server.stream_idle_timeout_s,
+        )
 
     def prepare(self, method: Method) -> bool:
         return method.path not in PROBES
