@@ -201,8 +201,8 @@ def checks(rows: list[Row], memory: dict[str, float]) -> list[tuple[str, str, fl
     m_off = _find(rows, "minilm", on, 16).throughput / _find(rows, "minilm", off, 16).throughput
     rss = memory["default"]
     return [
-        ("default, c=16: throughput vs bare servicer", "ratio, at least", d16, 0.8, d16 >= 0.8),
-        ("default, c=1: p50 latency vs bare servicer", "ratio, at most", d1, 1.5, d1 <= 1.5),
+        ("default, c=16: throughput vs bare servicer", "ratio, at least", d16, 0.85, d16 >= 0.85),
+        ("default, c=1: p50 latency vs bare servicer", "ratio, at most", d1, 1.3, d1 <= 1.3),
         (
             "MiniLM int8, c=16: throughput vs in-process ORT, batch 16",
             "ratio, at least",
@@ -216,24 +216,16 @@ def checks(rows: list[Row], memory: dict[str, float]) -> list[tuple[str, str, fl
 
 
 WHY_MISSED = """
-Why the overhead-bound default model falls short at concurrency 16: there the event-loop
-thread is the bottleneck of every Python gRPC server, and each request costs the bare
-servicer about 450-550 us of CPU (gRPC's own machinery) while the model itself runs in
-about 7 us. Our core path (validation, queueing, batching, the worker-thread hand-off,
-results back) measured in process without gRPC costs 30 us per request at concurrency 16
-and 127 us at concurrency 1; yet the daemon spends about 700-850 us of CPU per request,
-so most of the gap is in how our extra work interleaves with gRPC on the event loop: two
-server interceptors (error boundary, auth gate), the monitoring hooks, and the GIL
-passing between the loop and the batcher's thread for every batch. Later A/B runs
-against the same daemon (c=16, 8 s each, alternated; in them the daemon reached 0.70-0.75x
-the bare servicer) moved none of this clearly: handlers wrapped at registration with no
-interceptors, running each batch inline on the event loop (no thread hand-off),
-`sys.setswitchinterval` 0.5 ms or 50 ms, one ONNX Runtime intra-op thread, and uvloop
-(paired ratios 0.89-1.21, mean 1.03) all stayed within run-to-run noise of about 15%.
-Only turning monitoring off stood out (+7 to +18% over three pairs), though its
-per-request work costs a few microseconds in process; where the remaining CPU goes is
-not pinned down. The compute-bound MiniLM workload meets its targets: there batching
-pays for the hand-off many times over.
+Read a single run with care: on a shared 2-core box the other load moves every figure
+(the bare servicer's own throughput at concurrency 16 moved between about 900 and 2,400
+requests per second within one hour), so a ratio from one run says little; the
+interleaved before/after section (``--compare-with``) pairs the servers round by round
+and adds each server's CPU per request, which other load moves less. Where the time goes
+on the overhead-bound default model: the event-loop thread is the bottleneck of every
+Python gRPC server, and most of its time is gRPC's own machinery, the same as in the
+bare servicer; see the profile section for the share of our request path. The
+compute-bound MiniLM figures depend most on the box's other load: ONNX Runtime's
+intra-op threads compete with it for the two cores, so batching gains little there.
 """
 
 
@@ -448,8 +440,9 @@ def _profile_report(raw: Path, load: LoadResult, seconds: float) -> list[str]:
         main_total += n
         seen = set()
         for frame in frames[1:]:
-            name = re.sub(r" \(.*?/(appliance|asyncio|grpc)/(.*?):\d+\)", r" (\1/\2)", frame)
-            if ("appliance/" in name or "Handle._run" in name) and name not in seen:
+            name = re.sub(r" \((?:.*?/)?(appliance|asyncio|grpc)/(.*?):\d+\)", r" (\1/\2)", frame)
+            ours = "appliance/" in name and not re.search(r"appliance/(cli/|__main__)", name)
+            if (ours or "Handle._run" in name) and name not in seen:
                 seen.add(name)
                 main[name] += n
     lines = [
@@ -467,7 +460,7 @@ def _profile_report(raw: Path, load: LoadResult, seconds: float) -> list[str]:
     for thread, n in threads.most_common(6):
         lines.append(f"| {thread} | {n / total:.1%} |")
     lines += ["", "| event-loop frame | share of the loop's samples |", "|---|---:|"]
-    for frame, n in main.most_common(24):
+    for frame, n in main.most_common(20):
         lines.append(f"| `{frame}` | {n / main_total:.1%} |")
     return lines
 
