@@ -7,7 +7,7 @@ appears in the reply, the log or the audit file.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -24,18 +24,25 @@ def _pieces(secret: str, size: int = 6) -> list[str]:
     return [secret[i : i + size] for i in range(len(secret) - size + 1)]
 
 
-@pytest.mark.parametrize("header", [TOKEN, f"Basic {TOKEN}", f"Token {TOKEN}", f"{TOKEN} x"])
-def test_a_malformed_authorization_header_is_not_echoed(tmp_path: Path, header: str) -> None:
-    audit = tmp_path / "audit.jsonl"
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    work = tmp_path_factory.mktemp("credentials")
     config = {
         "auth": {
             "enabled": True,
             "tokens": [{"name": "ris", "sha256": hash_token(TOKEN), "roles": ["infer"]}],
         },
-        "lifecycle": {"audit_log": str(audit)},
+        "lifecycle": {"audit_log": str(work / "audit.jsonl")},
         "logging": {"requests": "all"},
     }
-    with DaemonProcess(tmp_path, config) as daemon, daemon.channel() as channel:
+    with DaemonProcess(work, config) as started:
+        yield started
+
+
+@pytest.mark.parametrize("header", [TOKEN, f"Basic {TOKEN}", f"Token {TOKEN}", f"{TOKEN} x"])
+def test_a_malformed_authorization_header_is_not_echoed(daemon: DaemonProcess, header: str) -> None:
+    audit = daemon.workdir / "audit.jsonl"
+    with daemon.channel() as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
         with pytest.raises(grpc.RpcError) as refused:
             stub.ModelMetadata(
