@@ -16,8 +16,15 @@ import logging
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger("appliance.audit")
+
+
+class AuditSink(Protocol):
+    """Where audit records go: ``AuditLog``, or a list in a test."""
+
+    def record(self, event: str, **fields: object) -> None: ...
 
 
 class AuditLog:
@@ -53,4 +60,4 @@ class AuditLog:
                     )
 
 
-__all__ = ["AuditLog"]
+__all__ = ["AuditLog", "AuditSink"]

@@ -15,6 +15,12 @@ refuses at once.
 Workers are plain threads, not event-loop tasks: ONNX Runtime releases the GIL while it
 computes, and a thread blocked on a condition costs one hand-off per batch instead of
 two (task, then executor). Results go back to the event loop in one callback per batch.
+
+One exception: a request that finds the model idle (nothing queued, no batch running)
+is run on the event loop at once when the model's runs are short (``INLINE_MAX_NS``):
+it would run alone anyway, and for a model that computes in microseconds the two
+thread hand-offs (wake the worker, wake the loop) cost more than the run. Slow models
+never take this path (their recent runs are too long), so they never block the loop.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ Feeds = dict[str, Array]
 RunFn = Callable[[Feeds], Feeds]
 #: (name, shape without the batch dimension, dtype) for every input, sorted by name.
 BatchKey = tuple[tuple[str, tuple[int, ...], str], ...]
+#: Session runs at most this long (recent average) may run on the event loop when the
+#: model is idle: about what a worker hand-off and the wake-up back cost on a small box.
+INLINE_MAX_NS = 100_000
+#: Weight of the newest run in the recent average of run times.
+_RECENT_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,13 @@ class Batcher:
         self._forming = threading.Lock()  # one worker forms a batch at a time
         self._submitted = 0  # written by the event-loop thread only
         self._done = 0  # written by workers only, under _forming
+        #: Per worker: running a batch now (each written by its own worker only).
+        self._busy = [False] * settings.instances
+        #: Recent average ns of one session run; None until a worker has run one.
+        self.recent_run_ns: float | None = None
         self._closing = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"batcher-{name}-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"batcher-{name}-{i}", daemon=True)
             for i in range(settings.instances)
         ]
         for thread in self._threads:
@@ -133,6 +148,8 @@ class Batcher:
                 f"({self.settings.max_queue_size} requests waiting); retry later"
             )
         loop = asyncio.get_running_loop()
+        if self._may_run_inline():
+            return self._run_inline(loop, feeds, rows, deadline)
         request = _Request(
             feeds=feeds,
             rows=rows,
@@ -144,6 +161,59 @@ class Batcher:
         self._submitted += 1
         self._inbox.put(request)
         return request.future
+
+    def _may_run_inline(self) -> bool:
+        recent = self.recent_run_ns
+        return (
+            recent is not None
+            and recent <= INLINE_MAX_NS
+            and self.settings.max_queue_delay_us == 0  # asked to wait for company
+            and self._submitted == self._done
+            and not self._held
+            and not any(self._busy)
+        )
+
+    def _run_inline(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        feeds: Feeds,
+        rows: int,
+        deadline: float | None,
+    ) -> asyncio.Future[Feeds]:
+        """The idle model's request, run here and now (see the module docstring)."""
+        future: asyncio.Future[Feeds] = loop.create_future()
+        if deadline is not None and deadline <= time.monotonic():
+            future.set_exception(
+                DeadlineExceededError(f"deadline passed before model {self.name!r} ran it")
+            )
+            return future
+        start = time.perf_counter_ns()
+        outputs, result = self._run_one(feeds)
+        self._record(BatchRecord(rows, 1, (0,), time.perf_counter_ns() - start,
+                                 outputs is not None, feeds, outputs))  # fmt: skip
+        _set(future, result)
+        return future
+
+    def _run_one(self, feeds: Feeds) -> tuple[Feeds | None, Feeds | ApplianceError]:
+        try:
+            outputs = self._run(feeds)
+        except ApplianceError as exc:
+            return None, exc
+        except Exception:  # a bug: log it, answer the caller, keep serving
+            log.exception("model %r: unexpected failure running a request", self.name)
+            return None, InferenceError("internal error running the model")
+        return outputs, outputs
+
+    def _record(self, record: BatchRecord) -> None:
+        runs = self.recent_run_ns
+        ns = float(record.compute_ns)
+        self.recent_run_ns = ns if runs is None else runs + _RECENT_WEIGHT * (ns - runs)
+        if self._on_batch is None:
+            return
+        try:
+            self._on_batch(record)
+        except Exception:  # statistics and monitoring never take serving down
+            log.exception("model %r: recording a batch failed", self.name)
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new requests, finish queued ones, stop the workers.
@@ -172,7 +242,7 @@ class Batcher:
 
     # -- worker side (runs in the batcher's threads) ---------------------------
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         while True:
             try:
                 with self._forming:
@@ -184,7 +254,11 @@ class Batcher:
                 self._inbox.put(None)  # let the next worker stop too
                 return
             if batch:
-                self._execute(batch)
+                self._busy[index] = True
+                try:
+                    self._execute(batch, index)
+                finally:
+                    self._busy[index] = False
 
     def _next_batch(self) -> list[_Request] | None:
         """Block for the oldest live request, then gather compatible ones that fit.
@@ -267,7 +341,7 @@ class Batcher:
             return False
         return True
 
-    def _execute(self, batch: list[_Request]) -> None:
+    def _execute(self, batch: list[_Request], index: int = 0) -> None:
         start = time.perf_counter_ns()
         queue_ns = tuple(start - r.enqueued_ns for r in batch)
         rows = sum(r.rows for r in batch)
@@ -287,14 +361,10 @@ class Batcher:
         compute_ns = time.perf_counter_ns() - start
         # Recorded before the callers are answered: a client that has its answer finds
         # its request in the statistics.
-        if self._on_batch is not None:
-            record = BatchRecord(
-                rows, len(batch), queue_ns, compute_ns, ok, feeds, outputs if ok else None
-            )
-            try:
-                self._on_batch(record)
-            except Exception:  # statistics and monitoring never take serving down
-                log.exception("model %r: recording a batch failed", self.name)
+        self._record(
+            BatchRecord(rows, len(batch), queue_ns, compute_ns, ok, feeds, outputs if ok else None)
+        )
+        self._busy[index] = False  # before the answers: a caller's next request sees it idle
         _resolve_all(batch, results)
 
     def _isolate(self, batch: list[_Request], exc: ApplianceError) -> list[Feeds | ApplianceError]:

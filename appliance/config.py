@@ -84,6 +84,20 @@ class ServerConfig(_Section):
     """Seconds after which a connection is asked to reconnect (GOAWAY); 0: never."""
     max_connection_age_grace_s: float = Field(default=60.0, ge=0)
     """Seconds an aged connection's in-flight RPCs get to finish before it closes."""
+    # One tritonclient stream per client is the usual; a few spare for reconnects.
+    max_streams_per_connection: int = Field(default=16, ge=1)
+    """Streams (``ModelStreamInfer``, health watches, reflection) open at once on one connection."""
+    # Streams from one client host (and one caller, with auth on): far below
+    # max_concurrent_rpcs, so one client cannot hold every RPC slot with idle streams.
+    max_streams_per_peer: int = Field(default=64, ge=1)
+    """Streams open at once from one peer (client address, and caller when auth is on)."""
+    # Long enough for any single inference; a stream that carries nothing for this long
+    # only holds a slot.
+    stream_idle_timeout_s: float = Field(default=300.0, gt=0)
+    """Seconds a stream may carry no request and no response before it is closed."""
+    # Off: with auth off (loopback, the default) anyone on the box could unload models.
+    repository_control: bool = False
+    """RepositoryModelLoad/Unload on the inference port; with auth on they need ``admin``."""
 
     _address = field_validator("address", "http_address", "metrics_address")(_check_address)
 

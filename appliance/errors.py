@@ -1,8 +1,11 @@
 """The appliance's error tree: every failure a user can meet, and the status it maps to.
 
-Core modules raise these and know nothing of gRPC; ``appliance.servicers._boundary``
-turns them into gRPC status codes in one place, looked up by ``status``. Messages
-say what was expected and what arrived, and never carry tensor contents.
+Core modules raise these and know nothing of gRPC; the error boundary
+(``appliance.servicers._boundary``) turns them into gRPC status codes in one place,
+looked up by ``status``, and every other place that needs an outcome's name (the request
+log, metrics, audit records) asks ``status_name``. Messages say what was expected and
+what arrived; they never carry tensor contents, and client-supplied names in them are
+cut (``appliance.clip``).
 
 The project's three error roots (``ApplianceError`` here, ``compress.errors.CompressError``
 and ``federated.errors.FederatedError``) share one shape, ``StatusError``: each class
@@ -14,10 +17,13 @@ carries a ``Status``, and ``EXIT_CODES`` maps a status to the exit code of the
     ├── ModelNotFoundError              NOT_FOUND         (unknown model or version)
     ├── InvalidInputError               INVALID_ARGUMENT  (shape, dtype, size, names)
     ├── QueueFullError                  RESOURCE_EXHAUSTED
+    │   └── LimitError                  RESOURCE_EXHAUSTED (streams or RPCs over a cap)
     ├── NotReadyError                   UNAVAILABLE       (loading, draining, unloaded)
     ├── DeadlineExceededError           DEADLINE_EXCEEDED
+    │   └── StreamIdleError             DEADLINE_EXCEEDED (a stream idle past its timeout)
     ├── UnauthenticatedError            UNAUTHENTICATED
     ├── PermissionDeniedError           PERMISSION_DENIED
+    ├── DisabledError                   FAILED_PRECONDITION (a feature this box has off)
     ├── ModelLoadError                  FAILED_PRECONDITION (model file unusable)
     ├── PackageError                    FAILED_PRECONDITION (malformed package)
     │   └── SignatureError              FAILED_PRECONDITION (unsigned, tampered, untrusted)
@@ -25,11 +31,14 @@ carries a ``Status``, and ``EXIT_CODES`` maps a status to the exit code of the
     ├── DowngradeError                  FAILED_PRECONDITION (version below highest activated)
     ├── VersionExistsError              ALREADY_EXISTS    (that version is already installed)
     ├── VersionInUseError               FAILED_PRECONDITION (removing the active version)
+    ├── StorageError                    FAILED_PRECONDITION (repository cannot be written)
+    │   └── StorageFullError            RESOURCE_EXHAUSTED (its file system is full)
     └── InferenceError                  INTERNAL          (ONNX Runtime failed at run time)
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Mapping
 from typing import ClassVar
@@ -118,6 +127,10 @@ class QueueFullError(_ClientError):
     status = Status.RESOURCE_EXHAUSTED
 
 
+class LimitError(QueueFullError):
+    """Over a cap on streams or RPCs in flight (per connection, per peer, in all)."""
+
+
 class NotReadyError(_ClientError):
     status = Status.UNAVAILABLE
 
@@ -126,12 +139,22 @@ class DeadlineExceededError(_ClientError):
     status = Status.DEADLINE_EXCEEDED
 
 
+class StreamIdleError(DeadlineExceededError):
+    """A stream that carried nothing either way for longer than its idle timeout."""
+
+
 class UnauthenticatedError(_ClientError):
     status = Status.UNAUTHENTICATED
 
 
 class PermissionDeniedError(_ClientError):
     status = Status.PERMISSION_DENIED
+
+
+class DisabledError(_ClientError):
+    """A feature this box has turned off (the message names the key that turns it on)."""
+
+    status = Status.FAILED_PRECONDITION
 
 
 class ModelLoadError(ApplianceError):
@@ -178,14 +201,30 @@ class InferenceError(ApplianceError):
     status = Status.INTERNAL
 
 
+def status_name(exc: BaseException) -> str:
+    """The gRPC status name a failure ends in: the one vocabulary for outcomes.
+
+    Ours carry their status; a cancelled call (the client went away, or a stream was
+    closed while its handler waited) is ``CANCELLED``; anything else is a bug and ends
+    ``INTERNAL`` at the error boundary.
+    """
+    if isinstance(exc, StatusError):
+        return exc.status.value
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
 __all__ = [
     "EXIT_CODES",
     "ApplianceError",
     "ConfigError",
     "DeadlineExceededError",
+    "DisabledError",
     "DowngradeError",
     "InferenceError",
     "InvalidInputError",
+    "LimitError",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotReadyError",
@@ -198,7 +237,9 @@ __all__ = [
     "StorageFullError",
     "Status",
     "StatusError",
+    "StreamIdleError",
     "UnauthenticatedError",
     "VersionExistsError",
     "VersionInUseError",
+    "status_name",
 ]

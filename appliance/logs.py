@@ -6,12 +6,16 @@ Owns the log format (``[logging]``) and what a request line may say. A JSON line
 passed as ``extra=``), plus ``exc`` with the traceback when there is one. Request lines
 carry the model, version, input names, shapes and dtypes, latency, caller and status:
 they are built from the request's metadata fields only, so tensor contents (patient
-data) never reach a log, whatever the request held.
+data) never reach a log, whatever the request held; every client string and list in
+them is cut (``appliance.clip``), so a line costs the same whatever the client sent.
 
 C libraries (gRPC core, ONNX Runtime) write to file descriptor 2 directly; the daemon
 points it at a pipe (``NativeStderr``) and turns each of their lines into a record of
-the ``grpc`` or ``native`` logger, so the stream stays one format. Python itself keeps
-writing to the original stderr, so a crash's traceback never waits on that pipe.
+the ``grpc``, ``onnxruntime`` or ``native`` logger, so the stream stays one format.
+ONNX Runtime's lines (a kernel's error names the offending value: ``idx=31337``) and
+any line of unknown origin keep only what names the fault (``clip.strip_values``).
+Python itself keeps writing to the original stderr, so a crash's traceback never waits
+on that pipe.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
+from appliance.clip import LIST_LIMIT, clip, clip_list, strip_values
 from appliance.config import LoggingConfig
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
@@ -72,6 +77,12 @@ class TextFormatter(logging.Formatter):
 # gRPC core (absl): "I1122 02:14:30.061651   17192 file.cc:2563] message".
 _NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w./-]+):\d+\] ?(.*)$")
 _NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": 50}
+# ONNX Runtime: "\x1b[1;31m2026-12-02 01:54:31.321 [E:onnxruntime:, file.cc:677 Fn] message\x1b[m".
+_ORT_LINE = re.compile(
+    r"^(?:\x1b\[[\d;]*m)?\d{4}-\d\d-\d\d [\d:.]+ \[([VIWEF]):onnxruntime:[^,\]]*, "
+    r"([\w./-]+):\d+[^\]]*\] ?(.*?)(?:\x1b\[m)?$"
+)
+_ORT_LEVELS = {"V": logging.DEBUG, **_NATIVE_LEVELS}
 
 
 class NativeStderr:
@@ -79,6 +90,7 @@ class NativeStderr:
 
     def __init__(self) -> None:
         self._grpc = logging.getLogger("grpc")
+        self._onnxruntime = logging.getLogger("onnxruntime")
         self._native = logging.getLogger("native")
 
     def install(self) -> TextIO:
@@ -102,11 +114,18 @@ class NativeStderr:
         if not line:
             return
         match = _NATIVE_LINE.match(line)
-        if match is None:
-            self._native.warning("%s", line)
+        if match is not None:
+            letter, source, message = match.groups()
+            self._grpc.log(_NATIVE_LEVELS[letter], "%s", message, extra={"source": source})
             return
-        letter, source, message = match.groups()
-        self._grpc.log(_NATIVE_LEVELS[letter], "%s", message, extra={"source": source})
+        match = _ORT_LINE.match(line)
+        if match is not None:
+            letter, source, message = match.groups()
+            self._onnxruntime.log(
+                _ORT_LEVELS[letter], "%s", strip_values(message), extra={"source": source}
+            )
+            return
+        self._native.warning("%s", strip_values(line))
 
 
 def configure_logging(
@@ -130,26 +149,40 @@ def configure_logging(
     root.setLevel((level or config.level).upper())
 
 
-def describe_request(request: Any) -> dict[str, Any]:
-    """The loggable part of a request: names, versions, shapes, dtypes. Never contents."""
+def describe_request(request: Any, response: Any = None) -> dict[str, Any]:
+    """The loggable part of a V2 request: names, versions, shapes, dtypes. Never contents.
+
+    Every string and list is cut (``appliance.clip``). The response, if any, gives the
+    version that served a request that named none.
+    """
     fields: dict[str, Any] = {}
     model = getattr(request, "model_name", None) or getattr(request, "name", None)
     if isinstance(model, str) and model:
-        fields["model"] = model
+        fields["model"] = clip(model)
     version = getattr(request, "model_version", None) or getattr(request, "version", None)
+    if not version:
+        version = getattr(response, "model_version", None)
     if isinstance(version, str | int) and version:
-        fields["version"] = str(version)
+        fields["version"] = clip(str(version))
     inputs = getattr(request, "inputs", None)
     if inputs is not None:
         # (name, datatype, shape) of each input tensor; the data stay in the request.
-        fields["inputs"] = [
-            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in inputs
+        described: list[Any] = [
+            {"name": clip(t.name), "datatype": clip(t.datatype), "shape": clip_list(t.shape)}
+            for t in inputs[:LIST_LIMIT]
         ]
+        if len(inputs) > LIST_LIMIT:
+            described.append(f"...({len(inputs) - LIST_LIMIT} more)")
+        fields["inputs"] = described
     return fields
 
 
 class RequestLog:
-    """One line per RPC on the ``appliance.requests`` logger (``logging.requests``)."""
+    """One line per request on the ``appliance.requests`` logger (``logging.requests``).
+
+    Transport-neutral: the gRPC observer and the HTTP front door both call ``log`` with
+    plain values (``describe_request`` builds the fields of a V2 request).
+    """
 
     def __init__(self, mode: Literal["all", "errors", "off"]):
         self.mode = mode
@@ -163,22 +196,16 @@ class RequestLog:
         self,
         *,
         rpc: str,
-        request: Any,
+        fields: dict[str, Any],
         caller: str,
         peer: str,
         status: str,
         seconds: float,
         quiet: bool = False,
-        response: Any = None,
     ) -> None:
-        """``quiet``: a probe (health, liveness); logged only when it fails. The
-        response, if any, gives the version that served a request that named none."""
+        """``quiet``: a probe (health, liveness); logged only when it fails."""
         if not self.wants(status, quiet):
             return
-        fields = describe_request(request) if request is not None else {}
-        served = getattr(response, "model_version", None)
-        if "version" not in fields and isinstance(served, str) and served:
-            fields["version"] = served
         target = fields.get("model", "")
         if target and "version" in fields:
             target += f":{fields['version']}"
@@ -194,7 +221,7 @@ class RequestLog:
                 "rpc": rpc,
                 **fields,
                 "caller": caller,
-                "peer": peer,
+                "peer": clip(peer, 256),
                 "status": status,
                 "latency_ms": latency_ms,
             },

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from appliance.batcher import BatchSettings
+from appliance.cache import ResponseCache
+from appliance.clip import quoted
 from appliance.config import Config
 from appliance.embedding import TextEmbedder
 from appliance.errors import (
@@ -65,6 +67,14 @@ class LatestFirst:
 
     def refused(self, source: VersionSource, reason: str) -> None:
         return None
+
+
+def version_number(version: str) -> int | None:
+    """A requested version as a number; None for anything that names no version (not
+    digits, or more of them than any version has: Python refuses to parse 100,000)."""
+    if not version.isdigit() or len(version) > 18:
+        return None
+    return int(version)
 
 
 @dataclass(frozen=True)
@@ -113,22 +123,28 @@ class ModelManager:
         if not version:
             default = self._default.get(name)
             if default is None or default not in versions:
-                raise NotReadyError(f"model {name!r} has no active version")
+                raise NotReadyError(f"model {quoted(name)} has no active version")
             return versions[default]
-        if not version.isdigit() or int(version) not in versions:
+        number = version_number(version)
+        if number is None or number not in versions:
             raise ModelNotFoundError(
-                f"model {name!r} has no loaded version {version!r}; loaded versions: "
+                f"model {quoted(name)} has no loaded version {quoted(version)}; loaded versions: "
                 f"{sorted(versions)}"
             )
-        return versions[int(version)]
+        return versions[number]
+
+    def find(self, name: str, version: str) -> LoadedModel | None:
+        """The loaded model of that exact version (a number), or None; never raises."""
+        number = version_number(version)
+        return None if number is None else self._loaded.get(name, {}).get(number)
 
     def _not_loaded(self, name: str) -> ApplianceError:
         if name in self.repository.models():
             return NotReadyError(
-                f"model {name!r} is in the repository but not loaded; load it first"
+                f"model {quoted(name)} is in the repository but not loaded; load it first"
             )
         known = ", ".join(self.names()) or "none"
-        return ModelNotFoundError(f"no model named {name!r}; serving: {known}")
+        return ModelNotFoundError(f"no model named {quoted(name)}; serving: {known}")
 
     async def infer(
         self,
@@ -215,10 +231,10 @@ class ModelManager:
     def _nothing_loaded(self, name: str, on_disk: list[int], errors: list[str]) -> str:
         if not errors:
             return (
-                f"model {name!r}: no version is active (on disk: {on_disk}); activate one "
+                f"model {quoted(name)}: no version is active (on disk: {on_disk}); activate one "
                 "with `appliance models activate`"
             )
-        return f"model {name!r}: no version could be loaded: {errors}"
+        return f"model {quoted(name)}: no version could be loaded: {errors}"
 
     def _choose_default(self, name: str, preferred: list[int]) -> None:
         versions = self._loaded.get(name, {})
@@ -297,7 +313,9 @@ class ModelManager:
         embedder = None
         if source.task == "embedding":  # a bad tokenizer fails the load, not a request
             embedder = TextEmbedder.load(source.folder, manifest, spec.inputs, spec.outputs)
-        model = LoadedModel(spec, session, settings, manifest)
+        cache_bytes = self.config.cache_bytes_for(source.name)
+        cache = ResponseCache(source.name, source.version, cache_bytes) if cache_bytes else None
+        model = LoadedModel(spec, session, settings, manifest, cache)
         model.embedder = embedder
         if self.monitoring is not None:
             model.monitor = self.monitoring.attach(model)
@@ -306,7 +324,7 @@ class ModelManager:
     def set_default(self, name: str, version: int) -> int | None:
         """Atomically point unversioned requests at a loaded version; return the old one."""
         if version not in self._loaded.get(name, {}):
-            raise ModelNotFoundError(f"model {name!r} version {version} is not loaded")
+            raise ModelNotFoundError(f"model {quoted(name)} version {version} is not loaded")
         previous = self._default.get(name)
         self._default[name] = version
         return previous
@@ -316,7 +334,7 @@ class ModelManager:
         model = self._loaded.get(name, {}).get(version)
         if model is None:
             return
-        model.state = ModelState.DRAINING
+        model.state = ModelState.UNLOADING
         await asyncio.to_thread(model.drain, grace)
         versions = self._loaded.get(name, {})
         versions.pop(version, None)
@@ -343,4 +361,4 @@ class ModelManager:
             await self.retire(model.name, model.version, grace)
 
 
-__all__ = ["IndexEntry", "LatestFirst", "ModelManager", "VersionPolicy"]
+__all__ = ["IndexEntry", "LatestFirst", "ModelManager", "VersionPolicy", "version_number"]

@@ -1,14 +1,15 @@
-"""A loaded model version: its specs, request validation, batcher, state and statistics.
+"""A loaded model version: its specs, request validation, batcher, cache and state.
 
 Owns everything about one ``(name, version)`` that is serving: checking a request against
 the model's inputs (every client mistake gets a message naming what was expected and
-what arrived), handing it to the batcher, and counting what happened. Loading from disk
-is ``appliance.repository``; choosing which version answers is ``appliance.manager``.
+what arrived, with the client's names cut: ``appliance.clip``), answering from its
+response cache or handing it to the batcher, and the V2 statistics others fill in (per
+batch here, per request by the request recorder). Loading from disk is
+``appliance.repository``; choosing which version answers is ``appliance.manager``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import threading
 import time
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from appliance.batcher import Batcher, BatchRecord, BatchSettings
+from appliance.cache import ResponseCache
+from appliance.clip import clip, clip_list, quoted
 from appliance.errors import InvalidInputError, NotReadyError
 from appliance.package.manifest import Manifest, TensorSpec
 from appliance.runtime import Session
@@ -34,11 +37,12 @@ PLATFORM = "onnxruntime_onnx"
 
 
 class ModelState(enum.Enum):
-    LOADING = "LOADING"
+    """A loaded version's state, spelled as V2's RepositoryIndex spells it. A version
+    is built fully before the manager adds it, so it starts READY."""
+
     READY = "READY"
-    DRAINING = "UNLOADING"  # V2 RepositoryIndex spelling
-    UNLOADED = "UNAVAILABLE"
-    FAILED = "FAILED"
+    UNLOADING = "UNLOADING"  # draining: queued and running requests finish
+    UNAVAILABLE = "UNAVAILABLE"  # drained; about to be dropped
 
 
 @dataclass(frozen=True)
@@ -117,15 +121,18 @@ class LoadedModel:
         session: Session,
         settings: BatchSettings,
         manifest: Manifest | None = None,
+        cache: ResponseCache | None = None,
     ):
         self.spec = spec
         self.session = session
         self.manifest = manifest
+        #: Exact-match answers of this version (``[models.NAME] cache_bytes``); None: off.
+        self.cache = cache
         self.stats = Statistics()
         self.state = ModelState.READY
         self.settings = settings
         self._batched = spec.max_batch_size > 0
-        #: Metrics, drift and response cache hooks; set by the manager after loading.
+        #: Metrics and drift hooks; set by the manager after loading.
         self.monitor: ModelMonitor | None = None
         #: Tokenizer and pooling of an embedding model; set by the manager when loading.
         self.embedder: TextEmbedder | None = None
@@ -162,22 +169,15 @@ class LoadedModel:
             raise NotReadyError(
                 f"model {self.name!r} version {self.version} is {self.state.value.lower()}"
             )
-        start = time.perf_counter_ns()
-        try:
-            wanted = self._check_outputs(requested_outputs)
-            feeds, rows = self.validate(tensors)
-            outputs = await self._answer(feeds, rows, wanted, deadline)
-        except (Exception, asyncio.CancelledError):
-            self.stats.record_request(False, time.perf_counter_ns() - start)
-            raise
-        self.stats.record_request(True, time.perf_counter_ns() - start)
-        return outputs
+        wanted = self._check_outputs(requested_outputs)
+        feeds, rows = self.validate(tensors)
+        return await self._answer(feeds, rows, wanted, deadline)
 
     async def _answer(
         self, feeds: dict[str, Array], rows: int, wanted: list[str], deadline: float | None
     ) -> dict[str, Array]:
         """From the response cache when it holds this very request, else from a batch."""
-        cache = self.monitor.cache if self.monitor is not None else None
+        cache = self.cache
         key = cache.key(feeds, wanted) if cache is not None else b""
         if cache is not None and (hit := cache.get(key)) is not None:
             return hit
@@ -207,14 +207,16 @@ class LoadedModel:
                 f"model {self.name!r} expects inputs {expected}; the request has none"
             )
         names = [t.name for t in tensors]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
-        if duplicated:
-            raise InvalidInputError(f"input {duplicated[0]!r} appears more than once")
+        seen: set[str] = set()
+        for name in names:  # linear: a request may carry a great many inputs
+            if name in seen:
+                raise InvalidInputError(f"input {quoted(name)} appears more than once")
+            seen.add(name)
         known = {s.name for s in self.spec.inputs}
         extra = [n for n in names if n not in known]
         if extra:
             raise InvalidInputError(
-                f"model {self.name!r} has no input {extra[0]!r}; expected inputs {expected}"
+                f"model {self.name!r} has no input {quoted(extra[0])}; expected inputs {expected}"
             )
         missing = [s.name for s in self.spec.inputs if s.name not in names]
         if missing:
@@ -227,7 +229,7 @@ class LoadedModel:
         if tensor.datatype != spec.datatype:
             raise InvalidInputError(
                 f"input {spec.name!r}: expected datatype {spec.datatype}, got "
-                f"{tensor.datatype or '(empty)'}"
+                f"{clip(tensor.datatype) if tensor.datatype else '(empty)'}"
             )
         shape = tensor.shape
         if len(shape) != len(spec.shape) or any(
@@ -235,7 +237,7 @@ class LoadedModel:
         ):
             raise InvalidInputError(
                 f"input {spec.name!r}: expected shape {list(spec.shape)} (-1: any size), "
-                f"got {list(shape)}"
+                f"got {clip_list(shape)}"
             )
         if any(d < 1 for d in shape):
             raise InvalidInputError(
@@ -258,6 +260,7 @@ class LoadedModel:
             return 1
         rows = {t.name: t.shape[0] for t in tensors}
         if len(set(rows.values())) > 1:
+            # Names checked against the model's: bounded, safe to list.
             raise InvalidInputError(f"inputs disagree on the batch size (first dimension): {rows}")
         count = next(iter(rows.values()))
         if count > self.spec.max_batch_size:
@@ -272,16 +275,16 @@ class LoadedModel:
         for name in requested:
             if name not in known:
                 raise InvalidInputError(
-                    f"model {self.name!r} has no output {name!r}; expected one of {known}"
+                    f"model {self.name!r} has no output {quoted(name)}; expected one of {known}"
                 )
         return list(dict.fromkeys(requested))
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop taking requests, let queued and running ones finish, release workers."""
         if self.state is ModelState.READY:
-            self.state = ModelState.DRAINING
+            self.state = ModelState.UNLOADING
         done = self.batcher.close(timeout)
-        self.state = ModelState.UNLOADED
+        self.state = ModelState.UNAVAILABLE
         return done
 
 

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.clip import clip, quoted
 from appliance.embedding import TOKENIZER_FILE
 from appliance.errors import ApplianceError, ModelNotFoundError
 from appliance.package.manifest import MANIFEST_NAME, MODEL_NAME, Manifest, read_manifest
@@ -79,8 +80,8 @@ class Repository:
         if not versions:
             roots = ", ".join(str(r) for r in self.roots)
             raise ModelNotFoundError(
-                f"no model {name!r} in the repository ({roots}); expected a folder "
-                f"{name}/<version>/{MODEL_NAME}"
+                f"no model {quoted(name)} in the repository ({roots}); expected a folder "
+                f"{clip(name)}/<version>/{MODEL_NAME}"
             )
         return versions
 

@@ -1,8 +1,12 @@
 """The daemon: its parts wired together, and its lifecycle (start, serve, drain, stop).
 
-Owns the order of things: choose execution providers, load models, open the port, say
-ready; on SIGTERM, say not serving, stop taking RPCs, let in-flight ones finish within
-the grace period, drain the batchers, exit. The parts themselves live in their modules.
+Owns the order of things: choose execution providers, recover the repository, open the
+metrics port, load models, open the inference port, say ready, open the admin service;
+on SIGTERM, say not serving, close the admin service, stop taking RPCs, let in-flight
+ones finish within the grace period, drain the batchers, exit. And the inference port's
+layers, outermost first (``appliance.servicers``): the error boundary, the observer
+(request log, metrics, statistics), the gate (identity and role), the limits (RPCs in
+flight, streams). The parts themselves live in their modules.
 """
 
 from __future__ import annotations
@@ -27,24 +31,30 @@ from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
 from appliance.http import HttpServer
 from appliance.lifecycle import (
-    DaemonFigures,
-    DaemonFiguresHook,
     DaemonStatus,
     Lifecycle,
-    ModelFigures,
-    ModelFiguresHook,
     ServingPolicy,
     StateStore,
     collect_status,
     recover,
 )
+from appliance.limits import PROBE_RESERVE
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
-from appliance.monitoring import Monitoring
+from appliance.monitoring import Monitoring, RequestRecorder
 from appliance.repository import Repository
 from appliance.runtime import ProviderChoice, choose_providers
-from appliance.security import Authenticator, CertificateFiles, Gate, HandshakeAudit
-from appliance.servicers import ErrorBoundary, InferenceServicer
+from appliance.security import (
+    Authenticator,
+    CertificateFiles,
+    Gate,
+    Gatekeeper,
+    HandshakeAudit,
+    required_role,
+)
+from appliance.servicers import ErrorBoundary, InferenceServicer, WrappingInterceptor
+from appliance.servicers._limits import Limits
+from appliance.servicers._observer import Observer
 from appliance.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -77,10 +87,10 @@ class Daemon:
         self._started_at = time.monotonic()
         self.lifecycle: Lifecycle | None = None
         self._admin: AdminServer | None = None
-        #: Monitoring's figures for ``appliance status`` (request rate, latency,
-        #: drift per model; cache counters); unset, those fields stay zero.
-        self.model_figures: ModelFiguresHook | None = self._model_figures
-        self.daemon_figures: DaemonFiguresHook | None = self._daemon_figures
+        #: The request path's transport-neutral parts, made with the server (``_layers``).
+        self.gatekeeper: Gatekeeper | None = None
+        self.recorder: RequestRecorder | None = None
+        self.limits: Limits | None = None
         self.notifier = Notifier()
         self.audit = AuditLog(config.lifecycle.audit_log)
         # Both check their part of the config: a bad one stops the start before any
@@ -88,7 +98,7 @@ class Daemon:
         self.authenticator = Authenticator(config)
         tls = config.server.tls
         self._certificates = CertificateFiles(tls) if tls is not None else None
-        if tls is not None:
+        if tls is not None:  # the admin TLS port audits its own handshakes
             logging.getLogger("grpc").addHandler(HandshakeAudit(self.audit))
 
     async def start(self) -> None:
@@ -125,13 +135,17 @@ class Daemon:
             max_package_bytes=self.config.lifecycle.max_package_bytes,
             upload_idle_timeout_s=self.config.lifecycle.upload_idle_timeout_s,
         )
+        # One recorder of request outcomes for both ports.
+        self.recorder = RequestRecorder(
+            self.manager, self.monitoring, RequestLog(self.config.logging.requests)
+        )
         # HTTP: its auth and TLS settings are checked here, before any model loads.
         self._http = HttpServer(
             self.config,
             self.manager,
             lambda: self.state is DaemonState.READY,
             self.audit,
-            monitoring=self.monitoring,
+            recorder=self.recorder,
         )
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()
@@ -169,21 +183,6 @@ class Daemon:
             return
         self._admin = admin
 
-    def _model_figures(self, name: str) -> ModelFigures:
-        active = self.manager.default_version(name) if self.manager is not None else None
-        figures = self.monitoring.model_figures(name, active)
-        return ModelFigures(
-            request_rate=figures.request_rate,
-            latency_p50_ms=figures.latency_p50_ms,
-            latency_p99_ms=figures.latency_p99_ms,
-            drift_psi=figures.drift_psi,
-            drift_state=figures.drift_state,
-        )
-
-    def _daemon_figures(self) -> DaemonFigures:
-        hits, misses = self.monitoring.cache_totals()
-        return DaemonFigures(cache_hits=hits, cache_misses=misses)
-
     def status(self) -> DaemonStatus:
         """What ``appliance status`` shows."""
         if self.manager is None or self.providers is None:
@@ -194,16 +193,37 @@ class Daemon:
             providers=self.providers.names,
             server_version=__version__,
             uptime_s=time.monotonic() - self._started_at,
-            model_figures=self.model_figures,
-            daemon_figures=self.daemon_figures,
+            figures=self.monitoring,
+        )
+
+    def _layers(self, manager: ModelManager) -> WrappingInterceptor:
+        """The inference port's layers, over the transport-neutral parts the daemon keeps
+        (``gatekeeper``, ``recorder``, ``limits``) for any other front door to share."""
+        server = self.config.server
+        if self.recorder is None:
+            self.recorder = RequestRecorder(
+                manager, self.monitoring, RequestLog(self.config.logging.requests)
+            )
+        self.gatekeeper = Gatekeeper(
+            self.authenticator.identify,
+            self.audit,
+            required=self.authenticator.required,
+            repository_control=server.repository_control,
+        )
+        self.limits = Limits.of(server)
+        return WrappingInterceptor(
+            [
+                ErrorBoundary(defer_parse_errors=True),
+                Observer(self.recorder, quiet=lambda path: required_role(path) is None),
+                Gate(self.gatekeeper),
+                self.limits,
+            ]
         )
 
     def _build_server(self, manager: ModelManager) -> grpc.aio.Server:
         limit = self.config.server.max_message_bytes
-        gate = Gate(self.authenticator, self.audit, RequestLog(self.config.logging.requests))
         server = grpc.aio.server(
-            # The gate inside the boundary: its refusals become statuses there.
-            interceptors=[ErrorBoundary(defer_parse_errors=True), gate],
+            interceptors=[self._layers(manager)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -211,10 +231,12 @@ class Daemon:
                 ("grpc.so_reuseport", 0),
                 *_connection_options(self.config.server),
             ],
-            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs,
+            # The limits layer refuses past max_concurrent_rpcs, except probes: they
+            # alone may use the reserve, so a box at its limit still answers them.
+            maximum_concurrent_rpcs=self.config.server.max_concurrent_rpcs + PROBE_RESERVE,
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(manager, lambda: self.state is DaemonState.READY, self.monitoring),
+            InferenceServicer(manager, lambda: self.state is DaemonState.READY),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

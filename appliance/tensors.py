@@ -91,9 +91,21 @@ def decode(
         )
     try:
         array = np.asarray(values, dtype=dtype)
-    except (OverflowError, ValueError) as exc:
-        raise InvalidInputError(f"input {name!r}: values do not fit {datatype}: {exc}") from exc
+    except (OverflowError, ValueError):
+        # numpy's text names the value ("Python integer 424242 out of bounds"): patient
+        # data, so neither it nor its traceback goes any further.
+        raise InvalidInputError(
+            f"input {name!r}: expected {count} values within the range of {datatype}"
+            f"{_range_of(dtype)}, got at least one outside it"
+        ) from None
     return array.reshape(shape)
+
+
+def _range_of(dtype: np.dtype[Any]) -> str:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return f" ({info.min} to {info.max})"
+    return ""
 
 
 def encode(array: np.ndarray[Any, Any]) -> bytes:

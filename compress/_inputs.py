@@ -28,10 +28,6 @@ class InputAdapter:
     tokenizer: Any = None
     max_length: int = 128
 
-    @property
-    def is_text(self) -> bool:
-        return self.tokenizer is not None
-
     def arrays(
         self, x: np.ndarray | Sequence[str], pad_to_max: bool = False
     ) -> dict[str, np.ndarray]:

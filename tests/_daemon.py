@@ -80,8 +80,12 @@ class DaemonProcess:
         credentials: grpc.ChannelCredentials | None = None,
         *,
         wrapper: Sequence[str] = (),
+        cwd: Path | None = None,
     ):
+        """``cwd``: where ``python -m appliance`` runs, which decides the source tree it
+        imports (a benchmark compares another checkout this way)."""
         self.workdir = workdir
+        self.cwd = cwd
         self.port = free_port()
         self.metrics_port = free_port()
         self.http_port = free_port()
@@ -135,6 +139,7 @@ class DaemonProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=self.cwd,
             )
         self.wait_ready()
         return self

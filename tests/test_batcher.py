@@ -195,3 +195,47 @@ def test_a_deadline_that_passes_while_the_batch_waits_for_company_drops_the_requ
     assert isinstance(patient, dict)
     np.testing.assert_array_equal(patient["y"], 2 * _feeds(2)["x"])
     assert model.batches == [1]  # the patient request ran, alone
+
+
+class Where:
+    """y = x + 1, noting which thread ran each call: fast, or as slow as asked."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.threads: list[str] = []
+
+    def __call__(self, feeds: Feeds) -> Feeds:
+        if self.delay:
+            time.sleep(self.delay)
+        self.threads.append(threading.current_thread().name)
+        return {"y": feeds["x"] + 1}
+
+
+def _one_by_one(batcher: Batcher, count: int) -> list[Feeds]:
+    async def main() -> list[Feeds]:
+        return [await batcher.submit(_feeds(i), 1, None) for i in range(count)]
+
+    try:
+        return asyncio.run(main())
+    finally:
+        batcher.close(5)
+
+
+def test_an_idle_fast_model_runs_on_the_event_loop_and_a_slow_one_never_does() -> None:
+    fast, slow = Where(), Where(delay=0.005)
+    records: list[BatchRecord] = []
+    answers = _one_by_one(Batcher("fast", fast, BatchSettings(), records.append), 40)
+    _one_by_one(Batcher("slow", slow, BatchSettings()), 4)
+    # The first run is a worker's (it measures the model); later ones, the loop's own
+    # thread (a run the box's load made slow sends the next few back to the worker).
+    assert fast.threads[0].startswith("batcher-fast")
+    assert "MainThread" in fast.threads
+    assert all(t.startswith("batcher-slow") for t in slow.threads)
+    np.testing.assert_array_equal(answers[39]["y"], _feeds(39)["x"] + 1)
+    assert [r.requests for r in records] == [1] * 40  # counted like any batch
+
+
+def test_a_queue_delay_keeps_requests_off_the_event_loop() -> None:
+    model = Where()
+    _one_by_one(Batcher("m", model, BatchSettings(max_queue_delay_us=1)), 3)
+    assert all(t.startswith("batcher-m") for t in model.threads)

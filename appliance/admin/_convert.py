@@ -95,11 +95,11 @@ def _model_status_to_proto(m: ModelStatus) -> pb.ModelStatus:
         versions_on_disk=m.versions_on_disk,
         versions_loaded=m.versions_loaded,
         state=m.state,
-        request_rate=f.get("request_rate", 0.0),
-        latency_p50_ms=f.get("latency_p50_ms", 0.0),
-        latency_p99_ms=f.get("latency_p99_ms", 0.0),
-        drift_psi=f.get("drift_psi", {}),
-        drift_state=f.get("drift_state", ""),
+        request_rate=f.request_rate,
+        latency_p50_ms=f.latency_p50_ms,
+        latency_p99_ms=f.latency_p99_ms,
+        drift_psi=f.drift_psi,
+        drift_state=f.drift_state,
     )
 
 
@@ -110,6 +110,6 @@ def status_to_proto(status: DaemonStatus) -> pb.StatusResponse:
         models=[_model_status_to_proto(m) for m in status.models],
         server_version=status.server_version,
         uptime_s=status.uptime_s,
-        cache_hits=status.figures.get("cache_hits", 0),
-        cache_misses=status.figures.get("cache_misses", 0),
+        cache_hits=status.figures.cache_hits,
+        cache_misses=status.figures.cache_misses,
     )

@@ -1,8 +1,10 @@
 """``appliance.admin.v1.Admin``: thin RPC methods over the lifecycle.
 
-Each method names the caller (``_peers``), converts the request (``_convert``), calls
-``appliance.lifecycle`` and converts back. Errors are not handled here: the shared
-``ErrorBoundary`` maps them to status codes, and the lifecycle audits them.
+Each method converts the request (``_convert``), calls ``appliance.lifecycle`` with the
+caller the admin gate admitted (``current_caller``) and converts back. Neither errors nor
+authorisation are handled here: the gate in front refuses any caller without the admin
+role, the shared ``ErrorBoundary`` maps errors to status codes, and the lifecycle
+audits each action.
 """
 
 from __future__ import annotations
@@ -16,23 +18,24 @@ from appliance._proto import admin_pb2 as pb
 from appliance._proto import admin_pb2_grpc as pb_grpc
 from appliance.admin import _convert as convert
 from appliance.lifecycle import DaemonStatus, Lifecycle
+from appliance.security.access import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Identify = Callable[[Context], str]
+
+
+def _who() -> str:
+    return current_caller().name
 
 
 class AdminServicer(pb_grpc.AdminServicer):
-    def __init__(
-        self, lifecycle: Lifecycle, status: Callable[[], DaemonStatus], identify: Identify
-    ):
+    def __init__(self, lifecycle: Lifecycle, status: Callable[[], DaemonStatus]):
         self._lifecycle = lifecycle
         self._status = status
-        self._identify = identify
 
     async def Upload(
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: Context
     ) -> pb.UploadResponse:
-        who = self._identify(context)
+        who = _who()
         # A stalled client is refused (DEADLINE_EXCEEDED) instead of holding staging.
         requests = self._lifecycle.upload_messages(request_iterator)
         header = await convert.upload_header_from_proto(requests)
@@ -47,7 +50,6 @@ class AdminServicer(pb_grpc.AdminServicer):
         return convert.push_result_to_proto(result)
 
     async def List(self, request: pb.ListRequest, context: Context) -> pb.ListResponse:
-        self._identify(context)
         return convert.listing_to_proto(self._lifecycle.listing(request.name))
 
     async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
@@ -55,18 +57,17 @@ class AdminServicer(pb_grpc.AdminServicer):
             request.name,
             request.version,
             allow_downgrade=request.allow_downgrade,
-            who=self._identify(context),
+            who=_who(),
         )
         return convert.switch_result_to_proto(result)
 
     async def Rollback(self, request: pb.RollbackRequest, context: Context) -> pb.ActivateResponse:
-        result = await self._lifecycle.rollback(request.name, who=self._identify(context))
+        result = await self._lifecycle.rollback(request.name, who=_who())
         return convert.switch_result_to_proto(result)
 
     async def Remove(self, request: pb.RemoveRequest, context: Context) -> pb.RemoveResponse:
-        await self._lifecycle.remove(request.name, request.version, who=self._identify(context))
+        await self._lifecycle.remove(request.name, request.version, who=_who())
         return pb.RemoveResponse(name=request.name, version=request.version)
 
     async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
-        self._identify(context)
         return convert.status_to_proto(self._status())

@@ -5,14 +5,18 @@ interceptors), which per request:
 
 1. refuses at once beyond ``server.max_concurrent_rpcs`` requests in flight
    (RESOURCE_EXHAUSTED, 429);
-2. identifies the caller with the ``Authenticator`` (``Authorization: Bearer TOKEN``,
-   or the common name of a client certificate the TLS layer verified) and checks the
-   role the route needs: the health probes are open, every other route needs
-   ``infer``; a refusal is audited (``auth.refused``) as on the gRPC port;
+2. admits the caller through the ``Gatekeeper`` (``appliance.security.access``, the
+   same decision as the gRPC port's, from ``Authorization: Bearer TOKEN`` or the common
+   name of a client certificate the TLS layer verified) for the role the route needs:
+   the health probes are open, every other route needs ``infer``; the gatekeeper
+   audits refusals (``auth.refused``);
 3. runs the route and turns an error into the route's error body
    (``appliance.http.errors``, the one boundary);
-4. logs one request line (``appliance.logs.RequestLog``) from what the route described
-   of its request (model, version, tensor names, shapes, dtypes; never contents).
+4. logs one request line (``appliance.logs.RequestLog``, shared with the gRPC port) from
+   what the route described of its request (model, version, tensor names, shapes,
+   dtypes; never contents). Inference routes record their outcome themselves through
+   the shared ``RequestRecorder`` (request metrics and model statistics), as the gRPC
+   observer does.
 
 A path no route matches gets a 404 in the body style of its prefix (OpenAI's under
 ``/v1``, Triton's elsewhere).
@@ -28,17 +32,12 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.audit import AuditLog
 from appliance.config import Role
-from appliance.errors import (
-    ApplianceError,
-    ModelNotFoundError,
-    QueueFullError,
-)
+from appliance.errors import ModelNotFoundError, QueueFullError
 from appliance.http.errors import ErrorAnswer, MessageTooLargeError, Style
-from appliance.logs import RequestLog
+from appliance.logs import RequestLog, describe_request
 from appliance.model import RequestTensor
-from appliance.security import Authenticator, Identity, authorize
+from appliance.security import Credentials, Gatekeeper, Identity
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -98,27 +97,24 @@ def _peer(request: web.Request) -> str:
     return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
 
 
-def _peer_auth(request: web.Request) -> dict[str, list[bytes]]:
-    """The verified client certificate's common name, as gRPC's auth context has it."""
+def _credentials(request: web.Request) -> Credentials:
+    """What the gatekeeper may read of the caller: its authorization header, its address
+    and the common name of a client certificate the TLS layer verified."""
+    header = request.headers.get("Authorization")
     cert: Any = request.transport.get_extra_info("peercert") if request.transport else None
-    if not cert:
-        return {}
-    names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
-    return {"x509_common_name": [n.encode() for n in names[:1]]}
+    names = [v for rdn in (cert or {}).get("subject", ()) for k, v in rdn if k == "commonName"]
+    return Credentials(
+        headers={} if header is None else {"authorization": header},
+        peer=_peer(request),
+        common_name=names[0] if names else None,
+    )
 
 
 class Gate:
     """Admission, authentication, the error boundary and the request log of every route."""
 
-    def __init__(
-        self,
-        authenticator: Authenticator,
-        audit: AuditLog,
-        requests: RequestLog,
-        max_in_flight: int,
-    ):
-        self.authenticator = authenticator
-        self.audit = audit
+    def __init__(self, gatekeeper: Gatekeeper, requests: RequestLog, max_in_flight: int):
+        self.gatekeeper = gatekeeper
         self.requests = requests
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -159,25 +155,7 @@ class Gate:
         return gated
 
     def _admit(self, request: web.Request, route: Route) -> Identity:
-        if route.role is None or not self.authenticator.required:
-            return Identity.anonymous()
-        header = request.headers.get("Authorization")
-        metadata = [("authorization", header)] if header is not None else []
-        identity: Identity | None = None
-        try:
-            identity = self.authenticator.identify(metadata, _peer_auth(request))
-            authorize(identity, route.role, route.name)
-        except ApplianceError as exc:
-            self.audit.record(
-                "auth.refused",
-                action=route.name,
-                caller=identity.name if identity else "unknown",
-                peer=_peer(request),
-                status=exc.status.value,
-                reason=str(exc),
-            )
-            raise
-        return identity
+        return self.gatekeeper.admit(route.name, route.role, lambda: _credentials(request))
 
     def _log(
         self, request: web.Request, route: Route, caller: str, status: str, seconds: float
@@ -192,8 +170,7 @@ class Gate:
             described = Described(match["name"], match.get("version", ""))
         self.requests.log(
             rpc=route.name,
-            request=described,
-            response=_Served(served) if served else None,
+            fields=describe_request(described, _Served(served) if served else None),
             caller=caller,
             peer=_peer(request),
             status=status,

@@ -28,7 +28,7 @@ from appliance.package.manifest import TensorSpec
 from appliance.servicers.inference import EXTENSIONS, SERVER_NAME
 
 if TYPE_CHECKING:
-    from appliance.monitoring import Monitoring
+    from appliance.monitoring import RequestRecorder
 
 _JSON = "application/json"
 _MODEL = "/v2/models/{name}"
@@ -48,12 +48,12 @@ class KServeRoutes:
         self,
         manager: ModelManager,
         is_ready: Callable[[], bool],
-        monitoring: Monitoring | None,
+        recorder: RequestRecorder,
         max_message_bytes: int,
     ):
         self._manager = manager
         self._is_ready = is_ready
-        self._monitoring = monitoring
+        self._recorder = recorder
         self._limit = max_message_bytes
 
     def routes(self) -> list[Route]:
@@ -151,7 +151,7 @@ class KServeRoutes:
         except BaseException as exc:  # observed, then on to the gate's boundary
             self._record(name, version, status_name(exc), start)
             raise
-        self._record(name, request[SERVED_VERSION], "OK", start)
+        self._record(name, version, "OK", start, request[SERVED_VERSION])
         return response
 
     async def _infer(self, request: web.Request, name: str, version: str) -> web.Response:
@@ -179,13 +179,10 @@ class KServeRoutes:
             headers={v2_codec.HEADER_LENGTH: str(encoded.header_length)},
         )
 
-    def _record(self, name: str, version: str, code: str, start: float) -> None:
-        if self._monitoring is None:
-            return
-        if not version:  # counted against the version that would answer it
-            default = self._manager.default_version(name)
-            version = "" if default is None else str(default)
-        self._monitoring.record_request(name, version, code, time.perf_counter() - start)
+    def _record(self, name: str, version: str, code: str, start: float, served: str = "") -> None:
+        """One inference request ended: ``version`` asked for ("" for the default),
+        ``served`` the one that answered, if one did."""
+        self._recorder.inference(name, version, code, time.perf_counter() - start, served)
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from appliance.http.openai_schemas import (
 from appliance.manager import ModelManager
 
 if TYPE_CHECKING:
-    from appliance.monitoring import Monitoring
+    from appliance.monitoring import RequestRecorder
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -115,12 +115,12 @@ class OpenAIRoutes:
         self,
         manager: ModelManager,
         generative: GenerativeModels | None,
-        monitoring: Monitoring | None,
+        recorder: RequestRecorder,
         max_message_bytes: int,
     ):
         self._manager = manager
         self._generative = generative
-        self._monitoring = monitoring
+        self._recorder = recorder
         self._limit = max_message_bytes
         self._created = int(time.time())
 
@@ -171,17 +171,14 @@ class OpenAIRoutes:
             raise
         version = str(result.model.version)
         request[SERVED_VERSION] = version
-        self._record(parsed.model, version, "OK", start)
+        self._record(parsed.model, "", "OK", start, version)
         vectors = encode_vectors(result.vectors, parsed.encoding_format)
         return _json(embeddings_body(parsed.model, vectors, result.tokens))
 
-    def _record(self, name: str, version: str, code: str, start: float) -> None:
-        if self._monitoring is None:
-            return
-        if not version:
-            default = self._manager.default_version(name)
-            version = "" if default is None else str(default)
-        self._monitoring.record_request(name, version, code, time.perf_counter() - start)
+    def _record(self, name: str, version: str, code: str, start: float, served: str = "") -> None:
+        """One inference request ended: ``version`` asked for ("" for the default),
+        ``served`` the one that answered, if one did."""
+        self._recorder.inference(name, version, code, time.perf_counter() - start, served)
 
     # -- completions and chat ----------------------------------------------------
 

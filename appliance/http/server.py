@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -27,10 +26,8 @@ from appliance.http.kserve import KServeRoutes
 from appliance.http.openai_api import OpenAIRoutes
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
-from appliance.security import Authenticator
-
-if TYPE_CHECKING:
-    from appliance.monitoring import Monitoring
+from appliance.monitoring import RequestRecorder
+from appliance.security import Authenticator, Gatekeeper
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,7 @@ class HttpServer:
         is_ready: Callable[[], bool],
         audit: AuditLog,
         *,
-        monitoring: Monitoring | None = None,
+        recorder: RequestRecorder | None = None,
         generative: GenerativeModels | None = None,
     ):
         self.config = config
@@ -62,15 +59,17 @@ class HttpServer:
         self.authenticator = http_authenticator(config)  # a bad auth setup stops the start
         self._tls = ReloadingContext(server.tls) if server.tls is not None else None
         limit = server.max_message_bytes
-        gate = Gate(
-            self.authenticator,
-            audit,
-            RequestLog(config.logging.requests),
-            server.max_concurrent_rpcs,
+        # The daemon's recorder, shared with the gRPC port; alone (tests), one of its own.
+        if recorder is None:
+            recorder = RequestRecorder(manager, None, RequestLog(config.logging.requests))
+        # The gRPC port's decision and audit, with this port's authenticator.
+        gatekeeper = Gatekeeper(
+            self.authenticator.identify, audit, required=self.authenticator.required
         )
+        gate = Gate(gatekeeper, recorder.log, server.max_concurrent_rpcs)
         routes = [
-            *KServeRoutes(manager, is_ready, monitoring, limit).routes(),
-            *OpenAIRoutes(manager, generative, monitoring, limit).routes(),
+            *KServeRoutes(manager, is_ready, recorder, limit).routes(),
+            *OpenAIRoutes(manager, generative, recorder, limit).routes(),
         ]
         self._app = build_app(gate, routes, limit)
         self._runner: web.AppRunner | None = None

@@ -16,13 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
+from appliance.audit import AuditSink
 from appliance.errors import ApplianceError
-
-
-class AuditSink(Protocol):
-    def record(self, event: str, **fields: object) -> None: ...
 
 
 @contextlib.contextmanager

@@ -2,15 +2,14 @@
 
 The admin servicer turns these into protobuf (``appliance.admin._convert``); the core
 never sees a message. ``ModelFigures`` and ``DaemonFigures`` are what monitoring adds to
-the status when it runs (request rate, latency percentiles, drift, cache counters),
-through the hooks ``Daemon.model_figures`` and ``Daemon.daemon_figures``.
+the status when it runs (request rate, latency percentiles, drift, cache counters): a
+``FiguresSource`` (``appliance.monitoring.Monitoring``) gives them to ``collect_status``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -52,21 +51,28 @@ class ModelListing:
     versions: tuple[VersionListing, ...]
 
 
-class ModelFigures(TypedDict, total=False):
-    request_rate: float  # requests per second, recent
-    latency_p50_ms: float
-    latency_p99_ms: float
-    drift_psi: dict[str, float]  # feature or output name -> population stability index
-    drift_state: str  # ok, warn, alert
+@dataclass(frozen=True)
+class ModelFigures:
+    """What ``appliance status`` shows of a model's traffic; zero when not measured."""
+
+    request_rate: float = 0.0  # requests per second, recent
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    drift_psi: dict[str, float] = field(default_factory=dict)  # feature -> PSI
+    drift_state: str = ""  # ok, warn, alert; empty when not measured
 
 
-class DaemonFigures(TypedDict, total=False):
-    cache_hits: int
-    cache_misses: int
+@dataclass(frozen=True)
+class DaemonFigures:
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
-ModelFiguresHook = Callable[[str], ModelFigures]
-DaemonFiguresHook = Callable[[], DaemonFigures]
+class FiguresSource(Protocol):
+    """Who measures the figures (``appliance.monitoring.Monitoring``)."""
+
+    def model_figures(self, name: str, active: int | None) -> ModelFigures: ...
+    def daemon_figures(self) -> DaemonFigures: ...
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,9 @@ class DaemonStatus:
 
 __all__ = [
     "DaemonFigures",
-    "DaemonFiguresHook",
     "DaemonStatus",
+    "FiguresSource",
     "ModelFigures",
-    "ModelFiguresHook",
     "ModelListing",
     "ModelStatus",
     "PushResult",

@@ -1,8 +1,8 @@
 """``appliance status``: the daemon's state, providers and models, plus monitoring figures.
 
-Reads the model manager and asks the optional monitoring hooks for their figures; a hook
-that fails is logged and its figures left at zero, since status must answer even when
-monitoring is broken.
+Reads the model manager and asks monitoring (a ``FiguresSource``) for its figures; if
+that fails it is logged and the figures left at zero, since status must answer even
+when monitoring is broken.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import logging
 
 from appliance.lifecycle.results import (
     DaemonFigures,
-    DaemonFiguresHook,
     DaemonStatus,
+    FiguresSource,
     ModelFigures,
-    ModelFiguresHook,
     ModelStatus,
 )
 from appliance.manager import ModelManager
@@ -29,8 +28,7 @@ def collect_status(
     providers: tuple[str, ...],
     server_version: str,
     uptime_s: float,
-    model_figures: ModelFiguresHook | None = None,
-    daemon_figures: DaemonFiguresHook | None = None,
+    figures: FiguresSource | None = None,
 ) -> DaemonStatus:
     on_disk = manager.repository.models()
     loaded: dict[str, list[int]] = {}
@@ -43,7 +41,7 @@ def collect_status(
             versions_on_disk=tuple(sorted(on_disk.get(name, {}))),
             versions_loaded=tuple(sorted(loaded.get(name, []))),
             state=_model_state(manager, name),
-            figures=_model_figures(model_figures, name),
+            figures=_model_figures(figures, name, manager.default_version(name)),
         )
         for name in sorted(set(on_disk) | set(loaded))
     )
@@ -53,7 +51,7 @@ def collect_status(
         server_version=server_version,
         uptime_s=uptime_s,
         models=models,
-        figures=_daemon_figures(daemon_figures),
+        figures=_daemon_figures(figures),
     )
 
 
@@ -65,21 +63,21 @@ def _model_state(manager: ModelManager, name: str) -> str:
     return "UNAVAILABLE"
 
 
-def _model_figures(hook: ModelFiguresHook | None, name: str) -> ModelFigures:
-    if hook is None:
+def _model_figures(source: FiguresSource | None, name: str, active: int | None) -> ModelFigures:
+    if source is None:
         return ModelFigures()
     try:
-        return hook(name)
+        return source.model_figures(name, active)
     except Exception:
         log.exception("status: monitoring figures for model %r failed", name)
         return ModelFigures()
 
 
-def _daemon_figures(hook: DaemonFiguresHook | None) -> DaemonFigures:
-    if hook is None:
+def _daemon_figures(source: FiguresSource | None) -> DaemonFigures:
+    if source is None:
         return DaemonFigures()
     try:
-        return hook()
+        return source.daemon_figures()
     except Exception:
         log.exception("status: monitoring figures for the daemon failed")
         return DaemonFigures()

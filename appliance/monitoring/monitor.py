@@ -1,11 +1,13 @@
 """The daemon's monitoring: per-model hooks, the ``/metrics`` endpoint, status figures.
 
-Owns what ties metrics, drift and the cache to the serving core. The daemon makes one
+Owns what ties metrics and drift to the serving core. The daemon makes one
 ``Monitoring``; the model manager asks it for a ``ModelMonitor`` for each version it
-loads (``attach``), which the model feeds per batch from its worker thread; the
-inference servicer reports each request's status code and time (``record_request``);
-the admin Status RPC reads ``figures`` and ``cache_totals``. The HTTP endpoint is
-prometheus-client's own server on a daemon thread, over this daemon's registry.
+loads (``attach``), which the model feeds per batch from its worker thread; the request
+recorder (``requests``) reports each request's status code and time
+(``record_request``); the admin Status RPC reads ``model_figures`` and
+``daemon_figures``; the response caches' counters are read from the models. The HTTP
+endpoint is prometheus-client's own server on a daemon thread, over this daemon's
+registry.
 
 Label values are bounded whatever clients send: a model name that is not loaded reads
 ``model="_unknown"`` and a version that is not loaded reads ``version=""``.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
@@ -26,7 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from appliance.batcher import BatchRecord
 from appliance.config import Config
 from appliance.errors import ConfigError
-from appliance.monitoring.cache import ResponseCache
+from appliance.lifecycle.results import DaemonFigures, ModelFigures
+from appliance.manager import version_number
 from appliance.monitoring.drift import DriftMonitor, DriftSettings
 from appliance.monitoring.metrics import (
     BatchMetrics,
@@ -37,6 +39,7 @@ from appliance.monitoring.metrics import (
 )
 
 if TYPE_CHECKING:
+    from appliance.cache import ResponseCache
     from appliance.model import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -53,39 +56,22 @@ class _Served(Protocol):
     def name(self) -> str: ...
     @property
     def version(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class ModelFigures:
-    """What ``appliance status`` shows of one model version."""
-
-    request_rate: float = 0.0
-    latency_p50_ms: float = 0.0
-    latency_p99_ms: float = 0.0
-    drift_psi: dict[str, float] = field(default_factory=dict)
-    drift_state: str = ""  # ok, warn, alert; empty when not measured
+    @property
+    def cache(self) -> ResponseCache | None: ...
 
 
 class ModelMonitor:
-    """One loaded version's hooks: batch metrics, drift statistics, response cache."""
+    """One loaded version's hooks: batch metrics and drift statistics."""
 
-    def __init__(
-        self,
-        model: LoadedModel,
-        drift: DriftMonitor | None,
-        cache: ResponseCache | None,
-        metrics: bool,
-    ):
+    def __init__(self, model: LoadedModel, drift: DriftMonitor | None):
         self.model = model
         self.drift = drift
-        self.cache = cache
-        self.batches = BatchMetrics() if metrics else None
+        self.batches = BatchMetrics()
         self.labels = (model.name, str(model.version))
 
     def record_batch(self, record: BatchRecord) -> None:
         """Worker thread, once per session run."""
-        if self.batches is not None:
-            self.batches.record(record)
+        self.batches.record(record)
         if self.drift is not None and record.ok and record.inputs is not None:
             self.drift.observe(record.rows, record.inputs, record.outputs or {})
 
@@ -142,13 +128,11 @@ class Monitoring:
     # -- models ----------------------------------------------------------------
 
     def attach(self, model: LoadedModel) -> ModelMonitor | None:
-        """Hooks for a version just loaded; None when neither monitoring nor cache is on."""
-        cache_bytes = self.config.cache_bytes_for(model.name)
-        if not self.enabled and not cache_bytes:
+        """Hooks for a version just loaded; None when monitoring is off."""
+        if not self.enabled:
             return None
-        cache = ResponseCache(model.name, model.version, cache_bytes) if cache_bytes else None
         drift = None
-        if self.enabled and model.manifest is not None and model.manifest.reference_profile:
+        if model.manifest is not None and model.manifest.reference_profile:
             settings = self.config.monitoring
             drift = DriftMonitor(
                 model.name,
@@ -161,7 +145,7 @@ class Monitoring:
                     window_rows=settings.drift_window_rows,
                 ),
             )
-        monitor = ModelMonitor(model, drift, cache, metrics=self.enabled)
+        monitor = ModelMonitor(model, drift)
         with self._lock:
             self._monitors[(model.name, model.version)] = monitor
             self._names = frozenset(name for name, _ in self._monitors)
@@ -170,11 +154,11 @@ class Monitoring:
     def detach(self, model: _Served) -> None:
         """A version was retired: its gauges go; its cache counts stay in the totals."""
         with self._lock:
-            monitor = self._monitors.pop((model.name, model.version), None)
+            self._monitors.pop((model.name, model.version), None)
             self._names = frozenset(name for name, _ in self._monitors)
-            if monitor is not None and monitor.cache is not None:
-                self._retired_hits += monitor.cache.hits
-                self._retired_misses += monitor.cache.misses
+            if model.cache is not None:
+                self._retired_hits += model.cache.hits
+                self._retired_misses += model.cache.misses
 
     def monitors(self) -> list[ModelMonitor]:
         with self._lock:
@@ -197,7 +181,8 @@ class Monitoring:
         """None: model not loaded; False: loaded, but not at that version."""
         if model not in self._names:
             return None
-        return version.isdigit() and (model, int(version)) in self._monitors
+        number = version_number(version)
+        return number is not None and (model, number) in self._monitors
 
     # -- status ----------------------------------------------------------------
 
@@ -233,14 +218,15 @@ class Monitoring:
             drift_state=figures.drift_state,
         )
 
-    def cache_totals(self) -> tuple[int, int]:
-        """Cache hits and misses since start, over every model version."""
+    def daemon_figures(self) -> DaemonFigures:
+        """Response cache hits and misses since start, over every model version."""
         hits, misses = self._retired_hits, self._retired_misses
         for monitor in self.monitors():
-            if monitor.cache is not None:
-                hits += monitor.cache.hits
-                misses += monitor.cache.misses
-        return hits, misses
+            cache = monitor.model.cache
+            if cache is not None:
+                hits += cache.hits
+                misses += cache.misses
+        return DaemonFigures(cache_hits=hits, cache_misses=misses)
 
 
 class _ModelsCollector:
@@ -255,7 +241,6 @@ class _ModelsCollector:
         yield from merge_families(
             family
             for m in monitors
-            if m.batches is not None
             for family in m.batches.families(("model", "version"), m.labels)
         )
         yield from _model_families(monitors)
@@ -327,7 +312,7 @@ def _cache_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:
         "appliance_cache_entries", "Responses the response cache holds.", labels=labels
     )
     for monitor in monitors:
-        cache = monitor.cache
+        cache = monitor.model.cache
         if cache is None:
             continue
         values: list[Any] = list(monitor.labels)
@@ -338,4 +323,4 @@ def _cache_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:
     yield from (hits, misses, size, entries)
 
 
-__all__ = ["UNKNOWN_MODEL", "ModelFigures", "ModelMonitor", "Monitoring"]
+__all__ = ["UNKNOWN_MODEL", "ModelMonitor", "Monitoring"]

@@ -45,10 +45,6 @@ class ProviderChoice:
     def primary(self) -> str:
         return self.names[0]
 
-    @property
-    def uses_gpu(self) -> bool:
-        return self.primary in (CUDA, TENSORRT)
-
     def describe(self) -> str:
         return f"execution providers: {', '.join(self.names)} ({self.reason})"
 

@@ -2,7 +2,9 @@
 
 This is where ONNX Runtime's exceptions at run time become ours (``InferenceError``, or
 ``InvalidInputError`` for values the model rejects); at load, ``factory.open_session``
-raises ``ModelLoadError``. Everything here blocks; callers run it off the event loop.
+raises ``ModelLoadError``. At run time their text keeps only what names the fault
+(``appliance.clip.strip_values``), since ONNX Runtime quotes the offending input values.
+Everything here blocks; callers run it off the event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 
+from appliance.clip import strip_values
 from appliance.errors import InferenceError, InvalidInputError, ModelLoadError
 from appliance.package.manifest import TensorSpec
 from appliance.runtime.factory import open_session
@@ -51,9 +54,16 @@ class Session:
             results = self._session.run(self._output_names, feeds)
         except OrtInvalidArgument as exc:
             # Values the model rejects (a token id past the vocabulary, say): the caller's.
-            raise InvalidInputError(f"the model rejected the input values: {exc}") from exc
+            # ORT's text names the value (idx=31337): only the fault's kind and node go on,
+            # and not the original exception either (a traceback would print it).
+            raise InvalidInputError(
+                f"the model rejected the input values ({strip_values(str(exc))}); expected "
+                "values the model accepts, such as token ids within its vocabulary"
+            ) from None
         except Exception as exc:  # ORT's Fail/RuntimeException, untyped
-            raise InferenceError(f"ONNX Runtime failed on {self.path.name}: {exc}") from exc
+            raise InferenceError(
+                f"ONNX Runtime failed on {self.path.name}: {strip_values(str(exc))}"
+            ) from None
         return dict(zip(self._output_names, results, strict=True))
 
     def warm_up(self) -> None:

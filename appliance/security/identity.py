@@ -15,16 +15,19 @@ A token that is presented but unknown is refused even when a valid certificate c
 with it: a wrong credential is a mistake worth surfacing. Roles do not imply each other:
 a client that must both load models and infer lists both.
 
-It knows nothing of gRPC's server or interceptors (``appliance.security.gate``).
+Credentials arrive as plain values (``Credentials``: headers, peer, the verified
+certificate's names), so the gRPC gate and the HTTP front door share this code; it knows
+nothing of gRPC's server or interceptors (``appliance.security.gate``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import pwd
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.config import AuthConfig, Config, Role
 from appliance.errors import ConfigError, PermissionDeniedError, UnauthenticatedError
@@ -46,10 +49,30 @@ class Identity:
 
     @classmethod
     def unix_user(cls, uid: int, roles: Iterable[Role]) -> Identity:
-        return cls(f"uid:{uid}", frozenset(roles))
+        """A local caller named by uid, and by user name where the system knows one."""
+        try:
+            return cls(f"uid:{uid}({pwd.getpwuid(uid).pw_name})", frozenset(roles))
+        except KeyError:
+            return cls(f"uid:{uid}", frozenset(roles))
 
     def has(self, role: Role) -> bool:
         return role in self.roles
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a transport knows of one caller, as plain values.
+
+    ``headers``: request headers or gRPC metadata, names in lower case (only
+    ``authorization`` is read); ``peer``: the transport's address of the caller
+    (``ipv4:10.1.2.3:50000``, ``unix:/path``); ``common_name`` and ``subject``: those of
+    a client certificate the TLS layer verified, None without one.
+    """
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    peer: str = ""
+    common_name: str | None = None
+    subject: str | None = None
 
 
 def authorize(identity: Identity, role: Role, action: str) -> None:
@@ -136,13 +159,11 @@ class Authenticator:
         ``auth.certificate_roles``."""
         return self._certificates.get(common_name, self._certificate_roles)
 
-    def identify(
-        self, metadata: Iterable[tuple[str, str | bytes]], peer_auth: Mapping[str, Iterable[bytes]]
-    ) -> Identity:
-        """The caller of one RPC, from its metadata and its TLS peer properties."""
+    def identify(self, credentials: Credentials) -> Identity:
+        """The caller of one request, from its headers and its verified certificate."""
         if not self.required:
             return Identity.anonymous()
-        token = _bearer_token(metadata)
+        token = _bearer_token(credentials.headers)
         if token is not None:
             identity = self._tokens.get(hash_token(token))
             if identity is None:
@@ -150,9 +171,8 @@ class Authenticator:
                     "expected a bearer token listed in [[auth.tokens]], got an unknown token"
                 )
             return identity
-        names = list(peer_auth.get("x509_common_name", ())) if self._certificates_checked else []
-        if names:
-            common_name = names[0].decode(errors="replace")
+        common_name = credentials.common_name if self._certificates_checked else None
+        if common_name:
             return Identity(f"cert:{common_name}", self.certificate_roles(common_name))
         raise UnauthenticatedError(
             "expected credentials (an 'authorization: Bearer TOKEN' header"
@@ -160,25 +180,30 @@ class Authenticator:
             + "), got none"
         )
 
+    @property
+    def reads_certificates(self) -> bool:
+        """Whether ``identify`` looks at a client certificate (mTLS on the port)."""
+        return self._certificates_checked
 
-def _bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
-    for key, value in metadata:
-        if key != "authorization":
-            continue
-        text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        scheme, _, token = text.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise UnauthenticatedError(
-                "expected an 'authorization: Bearer TOKEN' header, got an authorization "
-                f"header of scheme {scheme[:16]!r}"
-            )
-        return token.strip()
-    return None
+
+def _bearer_token(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        # Not a word of the value: a token sent without its scheme is still a secret.
+        raise UnauthenticatedError(
+            "expected an 'authorization: Bearer TOKEN' header, got an authorization header "
+            "in another form"
+        )
+    return token.strip()
 
 
 __all__ = [
     "ROLES",
     "Authenticator",
+    "Credentials",
     "Identity",
     "auth_required",
     "authorize",

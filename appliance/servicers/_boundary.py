@@ -1,10 +1,10 @@
 """The error boundary: our exceptions become gRPC statuses here, and only here.
 
-A server interceptor wraps every RPC handler. An ``ApplianceError`` is answered with the
-status its class carries (``appliance.errors``) and its message, which names what was
-expected and what arrived; a client's mistake is logged in one line, without a
-traceback. Anything else is a bug: logged with its traceback under an incident id, and
-answered INTERNAL with that id only, never the internal error text.
+The outermost layer of every server (``_wrapping``). An ``ApplianceError`` is answered
+with the status its class carries (``appliance.errors.status_name``) and its message,
+which names what was expected and what arrived; a client's mistake is logged in one
+line, without a traceback. Anything else is a bug: logged with its traceback under an
+incident id, and answered INTERNAL with that id only, never the internal error text.
 
 Requests are parsed here too, not by gRPC: bytes that are not a valid message get
 INVALID_ARGUMENT with the message type expected, instead of gRPC's UNKNOWN. Behind an auth
@@ -17,28 +17,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from appliance.errors import ApplianceError, InvalidInputError
-from appliance.servicers._wrapping import WrappingInterceptor
+from appliance.errors import ApplianceError, InvalidInputError, status_name
+from appliance.servicers._wrapping import Call, Context, Layer, Method, Parse, Stream, Unary
 
 log = logging.getLogger("appliance.rpc")
 
-Behavior = Callable[..., Any]
-Parse = Callable[[bytes], Any]
-Context = grpc.aio.ServicerContext[Any, Any]
-if TYPE_CHECKING:  # the runtime class is not generic; grpc-stubs makes it so
-    Handler = grpc.RpcMethodHandler[Any, Any]
-
 
 async def _abort(context: Context, method: str, exc: Exception) -> None:
+    code = grpc.StatusCode[status_name(exc)]
     if isinstance(exc, ApplianceError):
-        code = grpc.StatusCode[exc.status.value]
         if exc.client_error:
             log.info("%s -> %s: %s", method, code.name, exc)
         else:
@@ -46,9 +40,7 @@ async def _abort(context: Context, method: str, exc: Exception) -> None:
         await context.abort(code, str(exc))
     incident = uuid.uuid4().hex[:12]
     log.error("%s -> INTERNAL (incident %s)", method, incident, exc_info=exc)
-    await context.abort(
-        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
-    )
+    await context.abort(code, f"internal error (incident {incident}); see the server log")
 
 
 @dataclass(frozen=True)
@@ -56,16 +48,6 @@ class Unparsed:
     """A unary request whose bytes did not parse; whoever admits the call raises ``error``."""
 
     error: InvalidInputError
-
-
-def _deferring(parse: Parse) -> Parse:
-    def parse_or_defer(raw: bytes) -> Any:
-        try:
-            return parse(raw)
-        except InvalidInputError as exc:
-            return Unparsed(exc)
-
-    return parse_or_defer
 
 
 def _parser(deserializer: Parse | None) -> Parse:
@@ -86,64 +68,55 @@ def _parser(deserializer: Parse | None) -> Parse:
     return parse
 
 
+def _deferring(parse: Parse) -> Parse:
+    def parse_or_defer(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except InvalidInputError as exc:
+            return Unparsed(exc)
+
+    return parse_or_defer
+
+
 async def _parsed_stream(raw: AsyncIterable[bytes], parse: Parse) -> AsyncIterator[Any]:
     async for item in raw:
         yield parse(item)
 
 
-def _wrap_unary(method: str, behavior: Behavior, parse: Parse, streaming_in: bool) -> Behavior:
-    async def wrapper(request: Any, context: Context) -> Any:
+class ErrorBoundary(Layer):
+    raw_requests = True
+
+    def __init__(self, defer_parse_errors: bool = False) -> None:
+        self._defer = defer_parse_errors
+        self._parsers: dict[str, Parse] = {}
+
+    def prepare(self, method: Method) -> bool:
+        parse = _parser(method.parse)
+        if self._defer and not method.request_streaming:
+            parse = _deferring(parse)
+        self._parsers[method.path] = parse
+        return True
+
+    def _request(self, call: Call, raw: Any) -> Any:
+        parse = self._parsers[call.method.path]
+        return _parsed_stream(raw, parse) if call.method.request_streaming else parse(raw)
+
+    async def unary(self, call: Call, request: Any, proceed: Unary) -> Any:
         try:
-            parsed = _parsed_stream(request, parse) if streaming_in else parse(request)
-            return await behavior(parsed, context)
+            return await proceed(call, self._request(call, request))
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # the one boundary; see module docstring
-            await _abort(context, method, exc)
+            await _abort(call.context, call.method.name, exc)
 
-    return wrapper
-
-
-def _wrap_stream(method: str, behavior: Behavior, parse: Parse, streaming_in: bool) -> Behavior:
-    async def wrapper(request: Any, context: Context) -> AsyncIterator[Any]:
+    async def stream(self, call: Call, request: Any, proceed: Stream) -> AsyncIterator[Any]:
         try:
-            parsed = _parsed_stream(request, parse) if streaming_in else parse(request)
-            async for response in behavior(parsed, context):
+            async for response in proceed(call, self._request(call, request)):
                 yield response
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # the one boundary; see module docstring
-            await _abort(context, method, exc)
-
-    return wrapper
-
-
-class ErrorBoundary(WrappingInterceptor):
-    def __init__(self, defer_parse_errors: bool = False) -> None:
-        super().__init__()
-        self._defer = defer_parse_errors
-
-    def _wrap(self, method: str, handler: Handler) -> Handler:
-        method = method.rsplit("/", 1)[-1]
-        parse = _parser(handler.request_deserializer)
-        unary_parse = _deferring(parse) if self._defer else parse
-        serializer = {"response_serializer": handler.response_serializer}
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary, unary_parse, False), **serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(method, handler.stream_unary, parse, True), **serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream, unary_parse, False), **serializer
-            )
-        stream_stream: Behavior = handler.stream_stream  # type: ignore[assignment]
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(method, stream_stream, parse, True), **serializer
-        )
+            await _abort(call.context, call.method.name, exc)
 
 
 __all__ = ["ErrorBoundary", "Unparsed"]

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from appliance._proto import grpc_service_pb2 as pb
-from appliance.errors import InvalidInputError
+from appliance.clip import clip, quoted
+from appliance.errors import ApplianceError, InvalidInputError, Status
 from appliance.manager import IndexEntry
 from appliance.model import Array, LoadedModel, RequestTensor, Statistics
 from appliance.package.manifest import TensorSpec
@@ -65,7 +66,7 @@ def request_tensors_from_proto(request: pb.ModelInferRequest) -> list[RequestTen
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidInputError(
-                    f"input {tensor.name!r} has both contents and raw_input_contents; "
+                    f"input {quoted(tensor.name)} has both contents and raw_input_contents; "
                     "expected one of them"
                 )
             tensors.append(RequestTensor(tensor.name, tensor.datatype, shape, raw=raw[i]))
@@ -104,6 +105,28 @@ def infer_response_to_proto(
         tensor.shape.extend(array.shape)
         response.raw_output_contents.append(encode(array))
     return response
+
+
+def stream_error_to_proto(
+    exc: ApplianceError, request: pb.ModelInferRequest
+) -> pb.ModelStreamInferResponse:
+    """A stream message that failed: its status and message in ``error_message``, and the
+    request's id, so the client can tell which one (the model name is cut)."""
+    return pb.ModelStreamInferResponse(
+        error_message=f"{exc.status.value}: {exc}",
+        infer_response=pb.ModelInferResponse(model_name=clip(request.model_name), id=request.id),
+    )
+
+
+_STATUS_NAMES = frozenset(s.value for s in Status)
+
+
+def stream_error_status(message: str) -> str:
+    """The status name ``stream_error_to_proto`` wrote, or OK for no error."""
+    if not message:
+        return "OK"
+    name = message.partition(":")[0]
+    return name if name in _STATUS_NAMES else "UNKNOWN"
 
 
 def _tensor_metadata(specs: Iterable[TensorSpec]) -> list[pb.ModelMetadataResponse.TensorMetadata]:

@@ -3,28 +3,27 @@
 Each method converts the request (``_convert``), calls the core, converts back. Errors
 are not handled here: ``_boundary.ErrorBoundary`` maps them to status codes. The one
 exception is ModelStreamInfer, where the protocol carries a failed request's error in
-the stream (``error_message``) so one bad request does not end the stream.
+the stream (``error_message``) so one bad request does not end the stream. Nothing is
+recorded here either: the observer layer (``_observer``) counts every request, and the
+limits layer (``_limits``) caps and times out streams.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from appliance import __version__
 from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
+from appliance.clip import quoted
 from appliance.errors import ApplianceError
 from appliance.manager import ModelManager
 from appliance.servicers import _convert as convert
-
-if TYPE_CHECKING:
-    from appliance.monitoring import Monitoring
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +39,10 @@ def deadline_of(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def _code_of(exc: BaseException) -> str:
-    """The status an exception that is not ours will end in (the boundary's mapping)."""
-    return "CANCELLED" if isinstance(exc, asyncio.CancelledError) else "INTERNAL"
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(
-        self,
-        manager: ModelManager,
-        is_ready: Callable[[], bool],
-        monitoring: Monitoring | None = None,
-    ):
+    def __init__(self, manager: ModelManager, is_ready: Callable[[], bool]):
         self._manager = manager
         self._is_ready = is_ready
-        self._monitoring = monitoring
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
@@ -92,27 +80,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        if self._monitoring is None:
-            return await self._infer(request, context)
-        start = time.perf_counter()
-        try:
-            response = await self._infer(request, context)
-        except BaseException as exc:  # observed, then on to the error boundary
-            elapsed = time.perf_counter() - start
-            code = exc.status.value if isinstance(exc, ApplianceError) else _code_of(exc)
-            # An unversioned request is counted against the version that would answer it.
-            default = self._manager.default_version(request.model_name)
-            version = request.model_version or ("" if default is None else str(default))
-            self._monitoring.record_request(request.model_name, version, code, elapsed)
-            raise
-        self._monitoring.record_request(
-            response.model_name, response.model_version, "OK", time.perf_counter() - start
-        )
-        return response
-
-    async def _infer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
         tensors = convert.request_tensors_from_proto(request)
         model, outputs = await self._manager.infer(
             request.model_name,
@@ -132,13 +99,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 response = await self.ModelInfer(request, context)
             except ApplianceError as exc:
-                log.info("stream request for model %r refused: %s", request.model_name, exc)
-                yield pb.ModelStreamInferResponse(
-                    error_message=f"{exc.status.value}: {exc}",
-                    infer_response=pb.ModelInferResponse(
-                        model_name=request.model_name, id=request.id
-                    ),
-                )
+                log.info("stream request for model %s refused: %s", quoted(request.model_name), exc)
+                yield convert.stream_error_to_proto(exc, request)
                 continue
             yield pb.ModelStreamInferResponse(infer_response=response)
 

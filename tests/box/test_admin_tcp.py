@@ -4,8 +4,9 @@ The admin CA is the hospital CA that also issues inference clients' certificates
 most boxes. The operator's certificate (listed in ``[[auth.certificates]]`` with the
 admin role) reaches the service and is named in the audit log; an inference client's
 certificate from the same CA is refused with PERMISSION_DENIED and audited; no
-certificate, or one from another CA or expired, ends at the TLS handshake; the CLI
-refuses a TCP address without the certificate files, naming the missing flags.
+certificate, or one from another CA or expired, ends at the TLS handshake, audited as
+``tls.refused`` with the peer and the reason; the CLI refuses a TCP address without the
+certificate files, naming the missing flags.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,7 +108,16 @@ def test_clients_without_a_valid_admin_certificate_are_refused_at_the_handshake(
         result = admin_cli(address, pki, who, "models", "list")
         assert result.returncode != 0
         assert "could not reach the admin service" in result.stderr
-    assert len(daemon.audit_records()) == before
+    # The refusal is audited once the daemon's side of the handshake has failed.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(daemon.audit_records()) == before:
+        time.sleep(0.05)
+    new = daemon.audit_records()[before:]
+    assert [r["event"] for r in new] == ["tls.refused"], new
+    assert new[0]["listener"] == "admin"
+    assert new[0]["peer"].startswith("ipv4:127.0.0.1:")
+    assert new[0]["reason"]
+    assert not any(r["event"].startswith("admin.") for r in new)
 
 
 def test_the_cli_names_the_missing_certificate_flags_for_a_tcp_address(

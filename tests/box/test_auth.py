@@ -56,7 +56,8 @@ def mtls_daemon(
                 "cert": pki["server"].cert,
                 "key": pki["server"].key,
                 "client_ca": pki["ca"].cert_path,
-            }
+            },
+            "repository_control": True,
         },
         "auth": {"certificates": [{"common_name": "it-operator", "roles": ["infer", "admin"]}]},
     }
@@ -69,7 +70,10 @@ def token_daemon(
     tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Any]
 ) -> Iterator[BoxDaemon]:
     config = {
-        "server": {"tls": {"cert": pki["server"].cert, "key": pki["server"].key}},
+        "server": {
+            "tls": {"cert": pki["server"].cert, "key": pki["server"].key},
+            "repository_control": True,
+        },
         "auth": {"tokens": TOKENS},
     }
     with BoxDaemon(tmp_path_factory.mktemp("tokens"), config) as daemon:

@@ -102,7 +102,7 @@ def test_remove_and_keep_versions(packages: Packages, tmp_path: Path) -> None:
 def test_restart_serves_recorded_version_and_repository_load_unload(
     packages: Packages, tmp_path: Path
 ) -> None:
-    config = daemon_config(packages, tmp_path)
+    config = {**daemon_config(packages, tmp_path), "server": {"repository_control": True}}
     with DaemonProcess(tmp_path, config) as daemon, admin(daemon) as client:
         client.push(packages.build(3), activate=True)
         client.push(packages.build(4))  # installed, not active

@@ -231,3 +231,32 @@ def row_sum_model(path: Path) -> Path:
         initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
     )
     return _save(graph, path)
+
+
+def embedding_model(path: Path, vocab: int = 10, dim: int = 4) -> Path:
+    """ids (batch, seq) INT64 -> vectors (batch, seq, dim) FP32: a Gather, as a text
+    model's first layer; an id past ``vocab`` makes ONNX Runtime's kernel fail."""
+    table = np.arange(vocab * dim, dtype=np.float32).reshape(vocab, dim)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["vectors"], name="embed")],
+        "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, ["batch", "seq", dim])],
+        initializer=[numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)
+
+
+def pixel_model(path: Path, width: int = 4) -> Path:
+    """pixels (batch, width) UINT8 -> y (batch, width) FP32 = pixels / 255."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["pixels"], ["wide"], to=TensorProto.FLOAT),
+            helper.make_node("Div", ["wide", "scale"], ["y"]),
+        ],
+        "pixels",
+        [helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        initializer=[numpy_helper.from_array(np.array(255.0, dtype=np.float32), "scale")],
+    )
+    return _save(graph, path)

@@ -36,6 +36,8 @@ def repo_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc
     work = tmp_path_factory.mktemp("repo")
     build_repository(work / "repository")
     config = {
+        # The protocol tests load and unload models over V2.
+        "server": {"repository_control": True},
         "repository": {"version_policy": "all"},
         "models": {
             # A short wait for company, so a burst batches even when the box is busy

@@ -1,8 +1,10 @@
 """Property-based fuzzing of ModelInfer against a running daemon.
 
 Over 10,000 random and mutated requests (structured ones and flipped bytes of valid
-ones): the daemon never crashes or hangs, every answer is a success or a proper status
-code with a message, and valid requests afterwards are still answered correctly.
+ones, through ModelInfer and as messages of ModelStreamInfer streams, with client
+strings up to thousands of characters): the daemon never crashes or hangs, every answer
+is a success or a proper status code with a short message, and valid requests
+afterwards are still answered correctly.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from hypothesis import strategies as st
 from tests._daemon import DaemonProcess
 
 EXAMPLES = 3_000  # per test and transport: 12,000 requests in all
+STREAMS = 200  # per transport, up to 8 messages each
 MODELS = ["affine", "tokens", "fixed", "ghost", ""]
+#: Client strings the daemon cuts before they reach a message or a log line.
+LONG = st.text(min_size=100, max_size=4000)
 DATATYPES = [
     "FP32",
     "INT64",
@@ -79,13 +84,13 @@ dims = st.one_of(st.integers(-3, 6), st.sampled_from([0, 2**31, 2**62, -(2**63)]
 
 @st.composite
 def mutated_requests(draw: Any) -> pb.ModelInferRequest:  # noqa: PLR0912 - one branch a mutation
-    model = draw(st.sampled_from(MODELS))
+    model = draw(st.one_of(st.sampled_from(MODELS), LONG))
     req = _valid(draw(st.sampled_from(["affine", "tokens", "fixed"])))
     req.model_name = model
     req.model_version = draw(
-        st.sampled_from(["", "", "1", "2", "0", "-1", "abc", "99999999999999999999"])
+        st.sampled_from(["", "", "1", "2", "0", "-1", "abc", "99999999999999999999", "9" * 5000])
     )
-    req.id = draw(st.text(max_size=20))
+    req.id = draw(st.one_of(st.text(max_size=20), LONG))
     for tensor in req.inputs:
         if draw(st.booleans()):
             tensor.datatype = draw(st.sampled_from(DATATYPES))
@@ -93,7 +98,9 @@ def mutated_requests(draw: Any) -> pb.ModelInferRequest:  # noqa: PLR0912 - one 
             del tensor.shape[:]
             tensor.shape.extend(draw(st.lists(dims, max_size=4)))
         if draw(st.integers(0, 4)) == 0:
-            tensor.name = draw(st.sampled_from(["x", "ids", "mask", "", "y", "x "]))
+            tensor.name = draw(
+                st.one_of(st.sampled_from(["x", "ids", "mask", "", "y", "x "]), LONG)
+            )
     action = draw(st.integers(0, 9))
     if action == 0:
         del req.raw_input_contents[:]
@@ -127,6 +134,7 @@ def _check_answer(channel: grpc.Channel, req: pb.ModelInferRequest) -> None:
     except grpc.RpcError as err:
         assert err.code() in CLIENT_CODES, (err.code(), err.details())
         assert err.details(), "a refusal without a message"
+        assert len(err.details()) < 2048, "a client's string came back whole"
         return
     assert len(reply.outputs) == len(reply.raw_output_contents)
 
@@ -171,6 +179,29 @@ def test_flipped_bytes_never_crash_or_hang(
         # Bytes that do not parse are INVALID_ARGUMENT like any other client mistake.
         assert err.code() in CLIENT_CODES, (err.code(), err.details())
         assert err.details()
+
+
+@settings(
+    max_examples=STREAMS, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
+@given(reqs=st.lists(mutated_requests(), min_size=1, max_size=8))
+def test_stream_messages_get_proper_answers(
+    channel: grpc.Channel, reqs: list[pb.ModelInferRequest]
+) -> None:
+    """One stream per example: each message answered in order, a refusal in its
+    ``error_message``; a bad message never ends the stream."""
+    stub = pb_grpc.GRPCInferenceServiceStub(channel)
+    replies = list(stub.ModelStreamInfer(iter(reqs), timeout=30))
+    assert len(replies) == len(reqs)
+    for req, reply in zip(reqs, replies, strict=True):
+        assert reply.infer_response.id == req.id
+        if reply.error_message:
+            code = reply.error_message.partition(":")[0]
+            assert code in {c.name for c in CLIENT_CODES}, reply.error_message
+            assert len(reply.error_message) < 2048
+        else:
+            response = reply.infer_response
+            assert len(response.outputs) == len(response.raw_output_contents)
 
 
 def test_after_the_storm_valid_requests_are_answered_correctly(

@@ -1,7 +1,9 @@
 """The response cache: exact-match answers for repeated requests, bounded in bytes.
 
-Owns one model version's cache. The key is a BLAKE2b digest of the model name, version,
-requested outputs and every input's name, datatype, shape and bytes, so two requests
+Owns one model version's cache; the loaded model holds it (``LoadedModel.cache``) and
+asks it before queueing a request, since a cache changes answers: serving, not
+observing. Monitoring only reads its counters. The key is a BLAKE2b digest of the model
+name, version, requested outputs and every input's name, datatype, shape and bytes, so two requests
 share an entry only when the model would see the very same tensors; a cache belongs to
 one loaded version, and the version is in the key too, so a newer version never answers
 with an older one's result. Least recently used entries leave first once the outputs
