@@ -152,7 +152,7 @@ def test_switching_the_default_is_atomic_and_retiring_moves_it_back(tmp_path: Pa
         assert manager.set_default("affine", 1) == 2
         assert (await answer(manager, "affine"))[0] == 1
         await manager.retire("affine", 1)
-        assert old.state is ModelState.UNLOADED
+        assert old.state is ModelState.UNAVAILABLE
         assert manager.default_version("affine") == 2
         assert (await answer(manager, "affine"))[0] == 2
         await manager.retire("affine", 2)

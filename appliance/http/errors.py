@@ -62,6 +62,7 @@ HTTP_STATUS: dict[type[ApplianceError], int] = {
     core.DeadlineExceededError: 504,
     core.UnauthenticatedError: 401,
     core.PermissionDeniedError: 403,
+    core.DisabledError: 400,
     core.ModelLoadError: 500,
     core.PackageError: 400,
     core.SelfTestError: 400,
@@ -93,13 +94,6 @@ def http_status(exc: ApplianceError) -> int:
         if status is not None:
             return status
     return 500
-
-
-def status_name(exc: BaseException) -> str:
-    """The status a failed request is counted and logged under (as on the gRPC port)."""
-    if isinstance(exc, ApplianceError):
-        return exc.status.value
-    return "INTERNAL" if isinstance(exc, Exception) else "CANCELLED"
 
 
 def _body(style: Style, status: int, message: str, exc: BaseException | None) -> bytes:
@@ -143,5 +137,4 @@ __all__ = [
     "MessageTooLargeError",
     "Style",
     "http_status",
-    "status_name",
 ]

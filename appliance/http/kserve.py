@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, status_name
 from appliance.http import v2_codec
 from appliance.http.app import DESCRIBED, SERVED_VERSION, Described, Route, read_body
-from appliance.http.errors import MessageTooLargeError, status_name
+from appliance.http.errors import MessageTooLargeError
 from appliance.manager import ModelManager
 from appliance.model import LoadedModel
 from appliance.package.manifest import TensorSpec

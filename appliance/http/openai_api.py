@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from appliance.errors import ModelNotFoundError
+from appliance.errors import ModelNotFoundError, status_name
 from appliance.http.app import (
     DESCRIBED,
     OUTCOME,
@@ -31,7 +31,7 @@ from appliance.http.app import (
     read_body,
 )
 from appliance.http.embeddings import embed, embedding_models, encode_vectors
-from appliance.http.errors import ErrorAnswer, status_name
+from appliance.http.errors import ErrorAnswer
 from appliance.http.generative import (
     FinishReason,
     GenerativeModel,

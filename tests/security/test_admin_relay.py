@@ -78,7 +78,7 @@ def test_no_local_user_reaches_the_admin_service_while_an_operator_call_is_open(
     private = [k for k in tried if "/.admin-" in k]
     assert private and all(tried[k] == "no connection: Permission denied" for k in private)
     # And no TCP port of the daemon is the admin service's.
-    assert listening == {daemon.port, daemon.metrics_port}
+    assert listening == {daemon.port, daemon.metrics_port, daemon.http_port}
     audit = (visible_workdir / "audit.jsonl").read_text()
     assert f"uid:{NOBODY}" not in audit
 
