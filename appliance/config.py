@@ -198,8 +198,8 @@ class BatchingConfig(_Section):
 
 
 class ModelOverrides(_Section):
-    """``[models.NAME]``: batching keys and ``cache_bytes`` for one model; unset keys take
-    the defaults (``[batching]``, ``[monitoring]``)."""
+    """``[models.NAME]``: batching keys, ``cache_bytes`` and the quality loop's keys for one
+    model; unset batching and cache keys take the defaults (``[batching]``, ``[monitoring]``)."""
 
     enabled: bool | None = None
     """Overrides ``batching.enabled`` for this model."""
@@ -214,6 +214,34 @@ class ModelOverrides(_Section):
     # Off unless set: only a deterministic model may answer from a cache.
     cache_bytes: int | None = Field(default=None, ge=0)
     """Overrides ``monitoring.cache_bytes`` for this model (0: no response cache)."""
+    # -- quality loop (appliance.quality): never sent anywhere, never logged ----------
+    eval_data: Path | None = None
+    """Labelled CSV/Parquet kept on the box (features, ``label``, optional ``group``);
+    set, every activation must pass the site evaluation gate on it."""
+    eval_metric: Literal["accuracy", "f1", "auroc"] = "accuracy"
+    """Score of the evaluation gate: ``accuracy``, ``f1`` (macro) or ``auroc`` (one vs rest)."""
+    # Two points of accuracy: beyond sampling noise on a few hundred rows, well before
+    # a clinician would notice.
+    eval_max_drop: float = Field(default=0.02, ge=0, le=1)
+    """Largest drop of the score, overall or in any group, that a new version may show."""
+    min_live_accuracy: float | None = Field(default=None, ge=0, le=1)
+    """Live accuracy (from outcome feedback) below which ``retrain_command`` runs; unset: never."""
+    # Fewer outcomes than this say more about chance than about the model.
+    min_feedback_reports: int = Field(default=50, ge=1)
+    """Outcomes reported for a version before its live accuracy may trigger a retrain."""
+    # 10,000 predictions: a day of a busy ward's requests, a few hundred kilobytes.
+    feedback_window: int = Field(default=10_000, ge=1)
+    """Request ids whose predicted class is kept for feedback (oldest forgotten first),
+    and reported outcomes live accuracy is computed over."""
+    retrain_command: list[str] = Field(default_factory=list)
+    """Program and arguments run when live accuracy falls or drift persists; empty: none."""
+    # A federated round takes minutes to hours: one run a day at most, unless asked.
+    retrain_cooldown_s: float = Field(default=86_400.0, ge=0)
+    """Seconds after a retrain run starts before another may start."""
+    retrain_after_s: float | None = Field(default=None, gt=0)
+    """Seconds a drift alert must hold before ``retrain_command`` runs; unset: drift never does."""
+    retrain_timeout_s: float = Field(default=6 * 3600.0, gt=0)
+    """Seconds a retrain run may take before it is killed."""
 
 
 Role = Literal["infer", "admin"]
@@ -330,6 +358,10 @@ class Config(_Section):
             return self.batching
         changes = overrides.model_dump(exclude_none=True, include=set(BatchingConfig.model_fields))
         return self.batching.model_copy(update=changes)
+
+    def overrides_for(self, model: str) -> ModelOverrides:
+        """``[models.NAME]`` of one model; every default when it has none."""
+        return self.models.get(model) or ModelOverrides()
 
     def cache_bytes_for(self, model: str) -> int:
         """Response cache size of one model: ``[models.NAME]`` over ``[monitoring]``."""

@@ -29,6 +29,7 @@ carries a ``Status``, and ``EXIT_CODES`` maps a status to the exit code of the
     │   └── SignatureError              FAILED_PRECONDITION (unsigned, tampered, untrusted)
     ├── SelfTestError                   FAILED_PRECONDITION (golden outputs off on this box)
     ├── DowngradeError                  FAILED_PRECONDITION (version below highest activated)
+    ├── EvaluationGateError             FAILED_PRECONDITION (worse than the serving version here)
     ├── VersionExistsError              ALREADY_EXISTS    (that version is already installed)
     ├── VersionInUseError               FAILED_PRECONDITION (removing the active version)
     ├── StorageError                    FAILED_PRECONDITION (repository cannot be written)
@@ -177,6 +178,12 @@ class DowngradeError(_ClientError):
     status = Status.FAILED_PRECONDITION
 
 
+class EvaluationGateError(_ClientError):
+    """A candidate scores worse on the site's evaluation data than the budget allows."""
+
+    status = Status.FAILED_PRECONDITION
+
+
 class VersionExistsError(_ClientError):
     status = Status.ALREADY_EXISTS
 
@@ -222,6 +229,7 @@ __all__ = [
     "DeadlineExceededError",
     "DisabledError",
     "DowngradeError",
+    "EvaluationGateError",
     "InferenceError",
     "InvalidInputError",
     "LimitError",

@@ -38,6 +38,7 @@ from appliance.runtime import ProviderChoice, Session
 
 if TYPE_CHECKING:
     from appliance.monitoring import Monitoring
+    from appliance.quality import Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class ModelManager:
         self._default: dict[str, int] = {}
         self._failed: dict[tuple[str, int], str] = {}
         self._lock = asyncio.Lock()  # one load/unload/switch at a time
+        #: Predicted classes kept per request id for outcome feedback; set by the daemon.
+        self.outcomes: Outcomes | None = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -153,8 +156,25 @@ class ModelManager:
         tensors: Sequence[RequestTensor],
         requested_outputs: Sequence[str] = (),
         deadline: float | None = None,
+        *,
+        request_id: str = "",
     ) -> tuple[LoadedModel, dict[str, Array]]:
-        """Run a request; an unversioned one that meets a version being retired retries."""
+        """Run a request; an unversioned one that meets a version being retired retries.
+
+        A request with an id leaves its predicted class for outcome feedback."""
+        model, outputs = await self._infer(name, version, tensors, requested_outputs, deadline)
+        if request_id and self.outcomes is not None:
+            self.outcomes.remember(model, request_id, outputs)
+        return model, outputs
+
+    async def _infer(
+        self,
+        name: str,
+        version: str,
+        tensors: Sequence[RequestTensor],
+        requested_outputs: Sequence[str],
+        deadline: float | None,
+    ) -> tuple[LoadedModel, dict[str, Array]]:
         model = self.get(name, version)
         try:
             return model, await model.infer(tensors, requested_outputs, deadline)

@@ -23,6 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from appliance import __version__
+from appliance._proto import feedback_pb2, feedback_pb2_grpc
 from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
 from appliance.admin import AdminServer
@@ -41,7 +42,14 @@ from appliance.lifecycle import (
 from appliance.limits import PROBE_RESERVE
 from appliance.logs import RequestLog
 from appliance.manager import ModelManager
-from appliance.monitoring import Monitoring, RequestRecorder
+from appliance.monitoring import DriftState, Monitoring, RequestRecorder
+from appliance.quality import (
+    DriftWatch,
+    Outcomes,
+    QualityCollector,
+    RetrainTrigger,
+    SiteEvaluator,
+)
 from appliance.repository import Repository
 from appliance.runtime import ProviderChoice, choose_providers
 from appliance.security import (
@@ -55,6 +63,7 @@ from appliance.security import (
 from appliance.servicers import ErrorBoundary, InferenceServicer, WrappingInterceptor
 from appliance.servicers._limits import Limits
 from appliance.servicers._observer import Observer
+from appliance.servicers.feedback import FeedbackServicer
 from appliance.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -93,6 +102,11 @@ class Daemon:
         self.limits: Limits | None = None
         self.notifier = Notifier()
         self.audit = AuditLog(config.lifecycle.audit_log)
+        # -- quality loop (appliance.quality): feedback, retraining, evaluation ------
+        self.retrain = RetrainTrigger(config, self.audit)
+        self.outcomes = Outcomes(config, on_accuracy=self.retrain.live_accuracy)
+        self.evaluator: SiteEvaluator | None = None
+        self._drift_watch = DriftWatch(config, self.retrain, self._drift_states)
         # Both check their part of the config: a bad one stops the start before any
         # model is loaded.
         self.authenticator = Authenticator(config)
@@ -124,6 +138,11 @@ class Daemon:
         self.manager = ModelManager(
             Repository(roots), self.config, self.providers, policy, monitoring=self.monitoring
         )
+        self.manager.outcomes = self.outcomes
+        self.evaluator = SiteEvaluator(self.config, self.providers)
+        self.monitoring.registry.register(
+            QualityCollector(self.evaluator, self.outcomes, self.retrain)
+        )
         self.lifecycle = Lifecycle(
             self.manager,
             state,
@@ -134,6 +153,7 @@ class Daemon:
             grace_s=self.config.server.grace_period_s,
             max_package_bytes=self.config.lifecycle.max_package_bytes,
             upload_idle_timeout_s=self.config.lifecycle.upload_idle_timeout_s,
+            evaluator=self.evaluator,
         )
         # One recorder of request outcomes for both ports.
         self.recorder = RequestRecorder(
@@ -155,6 +175,7 @@ class Daemon:
         self.http_port = await self._http.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._start_admin(self.lifecycle)
+        self._drift_watch.start()
         self.state = DaemonState.READY
         served = ", ".join(f"{m.name}:{m.version}" for m in self.manager.loaded()) or "none"
         server = self.config.server
@@ -195,6 +216,18 @@ class Daemon:
             uptime_s=time.monotonic() - self._started_at,
             figures=self.monitoring,
         )
+
+    def _drift_states(self) -> dict[str, DriftState]:
+        """The drift state of each model's serving version (``DriftWatch`` reads it)."""
+        states: dict[str, DriftState] = {}
+        manager = self.manager
+        if manager is None:
+            return states
+        for monitor in self.monitoring.monitors():
+            model = monitor.model
+            if monitor.drift is not None and manager.default_version(model.name) == model.version:
+                states[model.name] = monitor.drift.state()
+        return states
 
     def _layers(self, manager: ModelManager) -> WrappingInterceptor:
         """The inference port's layers, over the transport-neutral parts the daemon keeps
@@ -239,9 +272,13 @@ class Daemon:
             InferenceServicer(manager, lambda: self.state is DaemonState.READY),
             server,
         )
+        feedback_pb2_grpc.add_FeedbackServicer_to_server(  # type: ignore[no-untyped-call]
+            FeedbackServicer(self.outcomes), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         services = (
             pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+            feedback_pb2.DESCRIPTOR.services_by_name["Feedback"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
@@ -285,6 +322,10 @@ class Daemon:
             self._server.stop(grace) if self._server is not None else asyncio.sleep(0),
             self._http.stop() if self._http is not None else asyncio.sleep(0),
         )
+        await self._drift_watch.close()
+        await self.retrain.close()
+        if self.evaluator is not None:
+            self.evaluator.close()
         if self.manager is not None:
             await self.manager.close(grace)
         self.monitoring.close()
@@ -298,7 +339,7 @@ def _reflection_pool() -> DescriptorPool:
     """Our V2 descriptors live in a pool of their own (see protos/generate.py); give
     reflection that pool with the health service's descriptors added."""
     pool: DescriptorPool = pb.POOL
-    for file in (health_pb2.DESCRIPTOR,):
+    for file in (health_pb2.DESCRIPTOR, feedback_pb2.DESCRIPTOR):
         try:
             pool.FindFileByName(file.name)
         except KeyError:

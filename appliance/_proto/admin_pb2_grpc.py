@@ -64,6 +64,11 @@ class AdminStub:
                 request_serializer=appliance_dot___proto_dot_admin__pb2.StatusRequest.SerializeToString,
                 response_deserializer=appliance_dot___proto_dot_admin__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/appliance.admin.v1.Admin/Evaluate',
+                request_serializer=appliance_dot___proto_dot_admin__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=appliance_dot___proto_dot_admin__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -107,6 +112,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Quality loop: the site evaluation gate's table, on demand.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +151,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=appliance_dot___proto_dot_admin__pb2.StatusRequest.FromString,
                     response_serializer=appliance_dot___proto_dot_admin__pb2.StatusResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=appliance_dot___proto_dot_admin__pb2.EvaluateRequest.FromString,
+                    response_serializer=appliance_dot___proto_dot_admin__pb2.EvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +320,33 @@ class Admin:
             '/appliance.admin.v1.Admin/Status',
             appliance_dot___proto_dot_admin__pb2.StatusRequest.SerializeToString,
             appliance_dot___proto_dot_admin__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.admin.v1.Admin/Evaluate',
+            appliance_dot___proto_dot_admin__pb2.EvaluateRequest.SerializeToString,
+            appliance_dot___proto_dot_admin__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,10 @@ service that knows the ``appliance.admin.v1`` message layout.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from appliance._proto import admin_pb2 as pb
 from appliance.errors import InvalidInputError
@@ -18,6 +20,9 @@ from appliance.lifecycle import (
     PushResult,
     SwitchResult,
 )
+
+if TYPE_CHECKING:
+    from appliance.quality import GateReport
 
 
 @dataclass(frozen=True)
@@ -112,4 +117,29 @@ def status_to_proto(status: DaemonStatus) -> pb.StatusResponse:
         uptime_s=status.uptime_s,
         cache_hits=status.figures.cache_hits,
         cache_misses=status.figures.cache_misses,
+    )
+
+
+def evaluation_to_proto(report: GateReport) -> pb.EvaluateResponse:
+    rows = [
+        pb.EvaluationRow(
+            group=row.group,
+            rows=row.rows,
+            has_serving=row.serving is not None,
+            serving=row.serving if row.serving is not None else math.nan,
+            candidate=row.candidate,
+            within=report.within(row),
+        )
+        for row in report.rows
+    ]
+    return pb.EvaluateResponse(
+        name=report.model,
+        version=report.candidate_version,
+        serving_version=report.serving_version or 0,
+        metric=report.metric,
+        max_drop=report.max_drop,
+        passed=report.passed,
+        rows=rows,
+        table=report.table(),
+        summary=report.summary(),
     )

@@ -144,6 +144,10 @@ class AdminClient:
     def status(self) -> pb.StatusResponse:
         return self._call(self._stub.Status, pb.StatusRequest(), pb.StatusResponse)
 
+    def evaluate(self, name: str, version: int = 0) -> pb.EvaluateResponse:
+        request = pb.EvaluateRequest(name=name, version=version)
+        return self._call(self._stub.Evaluate, request, pb.EvaluateResponse)
+
     def _call(self, method: Callable[..., Any], request: Any, expected: type[Response]) -> Response:
         try:
             response = method(request, timeout=self.timeout)

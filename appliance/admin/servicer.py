@@ -71,3 +71,7 @@ class AdminServicer(pb_grpc.AdminServicer):
 
     async def Status(self, request: pb.StatusRequest, context: Context) -> pb.StatusResponse:
         return convert.status_to_proto(self._status())
+
+    async def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
+        report = await self._lifecycle.evaluate(request.name, request.version, who=_who())
+        return convert.evaluation_to_proto(report)

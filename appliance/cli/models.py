@@ -1,4 +1,4 @@
-"""``appliance models list | push | activate | rollback | remove``: the admin CLI.
+"""``appliance models list | push | activate | rollback | remove | evaluate``: the admin CLI.
 
 Each command is one call to the daemon's admin service (``appliance.admin.AdminClient``):
 readable tables by default, ``--json`` for scripts, and the exit codes of
@@ -64,6 +64,16 @@ def register(subparsers: Any) -> None:
     remove.add_argument("version", type=int)
     add_admin_arguments(remove)
     remove.set_defaults(func=_remove)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a version against the serving one on the site's eval_data"
+    )
+    evaluate.add_argument("name")
+    evaluate.add_argument(
+        "version", type=int, nargs="?", default=0, help="default: the serving version"
+    )
+    add_admin_arguments(evaluate)
+    evaluate.set_defaults(func=_evaluate)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -158,4 +168,15 @@ def _remove(args: argparse.Namespace) -> int:
         print_json(message_dict(response))
         return 0
     print(f"{response.name} version {response.version}: removed")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        response = client.evaluate(args.name, args.version)
+    if args.json:
+        print_json(message_dict(response))
+        return 0
+    print(f"{response.summary} ({response.metric})")
+    print(response.table)
     return 0

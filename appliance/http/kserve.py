@@ -160,7 +160,7 @@ class KServeRoutes:
         request[DESCRIBED] = Described(name, version, parsed.tensors)
         deadline = time.monotonic() + parsed.timeout_us / 1e6 if parsed.timeout_us else None
         model, outputs = await self._manager.infer(
-            name, version, parsed.tensors, parsed.outputs, deadline
+            name, version, parsed.tensors, parsed.outputs, deadline, request_id=parsed.id
         )
         request[SERVED_VERSION] = str(model.version)
         encoded = v2_codec.encode_infer(

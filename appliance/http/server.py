@@ -21,6 +21,7 @@ from appliance.config import Config
 from appliance.errors import ConfigError
 from appliance.http._tls import ReloadingContext
 from appliance.http.app import Gate, build_app
+from appliance.http.feedback import FeedbackRoutes
 from appliance.http.generative import GenerativeModels
 from appliance.http.kserve import KServeRoutes
 from appliance.http.openai_api import OpenAIRoutes
@@ -69,6 +70,7 @@ class HttpServer:
         gate = Gate(gatekeeper, recorder.log, server.max_concurrent_rpcs)
         routes = [
             *KServeRoutes(manager, is_ready, recorder, limit).routes(),
+            *FeedbackRoutes(manager).routes(),
             *OpenAIRoutes(manager, generative, recorder, limit).routes(),
         ]
         self._app = build_app(gate, routes, limit)

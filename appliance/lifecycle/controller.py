@@ -4,6 +4,7 @@ A push walks these steps, each a fault point (``faults``) the crash tests stop a
 
     receive into .staging/push-*/ -> unpack -> verify signature and manifest
     -> load a session beside the serving one -> golden self-test on this box
+    [-> site evaluation gate, when activating a model with eval_data]
     -> rename into <repository>/<model>/<version>/ -> record the install
     [-> record the new active version -> switch -> drain and unload the old -> prune]
 
@@ -18,6 +19,12 @@ call undoes everything; from the first write to the state record to the end of t
 switch the change runs to its end even if the caller cancels (``_uncancellable``), so
 the record and what the daemon serves never disagree. The audit line then says ``ok``
 with a note that the caller went away.
+
+Site evaluation gate (``appliance.quality``): a model with ``[models.NAME] eval_data``
+is activated (pushed with ``--activate``, or ``activate``) only when the candidate scores
+no more than ``eval_max_drop`` below the serving version on that data, overall and in
+every group; else the activation is refused with the table in the message (and so in the
+audit record). A rollback is not gated: it is the operator's way back from a bad version.
 
 Anti-rollback: a version below the highest ever activated (or the one serving) is
 refused, at install as at activation, unless the operator passes the downgrade flag
@@ -35,10 +42,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from appliance.errors import (
+    DisabledError,
     DowngradeError,
+    EvaluationGateError,
     ModelLoadError,
     ModelNotFoundError,
     PackageError,
@@ -63,6 +72,9 @@ from appliance.package import MODEL_NAME, Manifest, unpack_package, verify_packa
 from appliance.package.archive import MAX_PACKAGE_BYTES
 from appliance.repository import EMBEDDED_ROOT, VersionSource
 
+if TYPE_CHECKING:
+    from appliance.quality import GateReport, SiteEvaluator
+
 log = logging.getLogger(__name__)
 
 Entry = dict[str, Any]
@@ -82,6 +94,7 @@ class Lifecycle:
         grace_s: float,
         max_package_bytes: int = MAX_PACKAGE_BYTES,
         upload_idle_timeout_s: float = 60.0,
+        evaluator: SiteEvaluator | None = None,
     ):
         self._manager = manager
         self._state = state
@@ -93,6 +106,7 @@ class Lifecycle:
         self._keep = keep_versions
         self._grace = grace_s
         self._lock = asyncio.Lock()
+        self._evaluator = evaluator
 
     @contextlib.contextmanager
     def _action(self, action: str, who: str, **fields: Any) -> Iterator[Entry]:
@@ -184,6 +198,8 @@ class Lifecycle:
         source = VersionSource(name, version, folder, manifest)
         await self._load_and_test(source, verified=True)
         fault_point("after_selftest")
+        if activate:
+            await self._gated(source, entry, loaded_before=False)
         change = self._commit_install(name, version, upload.digest, folder, activate)
         previous = await self._uncancellable(change, entry)
         if activate:
@@ -338,10 +354,53 @@ class Lifecycle:
         # Re-verify: the folder may have been touched since it was installed.
         if not source.folder.is_relative_to(EMBEDDED_ROOT):
             await asyncio.to_thread(verify_package, source.folder, self._trusted_keys)
+        loaded_before = self._loaded(source.name, source.version) is not None
         await self._load_and_test(source, verified=True)
         fault_point("after_selftest")
+        if not rollback:
+            await self._gated(source, entry, loaded_before=loaded_before)
         switch = self._switch(source.name, source.version, rollback)
         return await self._uncancellable(switch, entry)
+
+    async def _gated(self, source: VersionSource, entry: Entry, *, loaded_before: bool) -> None:
+        """The site evaluation gate, when the model has evaluation data; a refused
+        candidate's session is unloaded unless it was loaded before."""
+        evaluator = self._evaluator
+        if evaluator is None or not evaluator.configured(source.name):
+            return
+        try:
+            report = await evaluator.evaluate(source, self._serving_source(source))
+            entry["evaluation"] = report.summary()
+            if not report.passed:
+                raise EvaluationGateError(f"{report.summary()}; refused:\n{report.table()}")
+        except BaseException:
+            if not loaded_before:
+                await self._manager.retire(source.name, source.version, 0)
+            raise
+
+    def _serving_source(self, candidate: VersionSource) -> VersionSource | None:
+        """The version serving ``candidate``'s model now, if another one does."""
+        serving = self._manager.default_version(candidate.name)
+        if serving is None or serving == candidate.version:
+            return None
+        return self._manager.repository.versions(candidate.name).get(serving)
+
+    async def evaluate(self, name: str, version: int, *, who: str) -> GateReport:
+        """``appliance models evaluate``: ``version`` (0: the serving one) against the
+        serving version, on the model's evaluation data. Changes nothing."""
+        with self._action("evaluate", who, model=name, version=version) as entry:
+            if self._evaluator is None:
+                raise DisabledError("the site evaluation gate is not set up on this daemon")
+            serving = self._manager.default_version(name)
+            number = version or serving
+            if number is None:
+                raise ModelNotFoundError(
+                    f"model {name!r} has no serving version; name the version to evaluate"
+                )
+            source = self._package_source(name, number)
+            report = await self._evaluator.evaluate(source, self._serving_source(source))
+            entry["evaluation"] = report.summary()
+            return report
 
     def _package_source(self, name: str, version: int) -> VersionSource:
         versions = self._manager.repository.versions(name)

@@ -8,8 +8,9 @@ A request that did not parse (``Unparsed``) is refused as such only once its cal
 admitted.
 
 On the inference port: health, reflection, ServerLive and ServerReady are open; every
-other V2 method needs the role in ``access.V2_ROLES``; the admin service and any method
-this table does not know need ``admin`` (closed by default, so a service added later is
+other V2 method needs the role in ``access.V2_ROLES``; outcome feedback
+(``appliance.feedback.v1.Feedback``) is an inference call and needs ``infer``; the admin
+service and any method this table does not know need ``admin`` (closed by default, so a service added later is
 not open by accident). The admin server runs the same layer with every method needing
 ``admin`` (``admin_only``): an admin RPC that forgets a check is closed, not open.
 """
@@ -26,6 +27,7 @@ from appliance.servicers._boundary import Unparsed
 from appliance.servicers._wrapping import Call, Context, Layer, Method, Stream, Unary
 
 _V2 = "inference.GRPCInferenceService"
+_FEEDBACK = "appliance.feedback.v1.Feedback"
 _OPEN_SERVICES = frozenset(
     {
         "grpc.health.v1.Health",
@@ -42,6 +44,8 @@ def required_role(method: str) -> Role | None:
         return None
     if service == _V2:
         return v2_role(name)
+    if service == _FEEDBACK:
+        return "infer"
     return "admin"
 
 

@@ -87,6 +87,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             tensors,
             convert.requested_outputs_from_proto(request),
             deadline_of(context),
+            request_id=request.id,
         )
         return convert.infer_response_to_proto(model, request.id, outputs)
 

@@ -1,0 +1,141 @@
+"""Running the site evaluation beside serving: one thread, sessions of one intra-op thread.
+
+Owns how a version is evaluated on this box: a session of its own on the box's
+execution providers (the ones that serve it), limited to one intra-op thread, run from
+one dedicated evaluation thread in batches of ``BATCH_ROWS`` rows. Serving sessions
+and their batchers are never used, so live traffic keeps its threads and its queue;
+the evaluation takes one core at most (``benchmarks/eval_gate.py`` measures what that
+costs live traffic). The lifecycle calls ``evaluate`` at activation and for
+``appliance models evaluate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from appliance.config import Config
+from appliance.errors import ConfigError
+from appliance.package.manifest import TensorSpec
+from appliance.quality.evaluation import BATCH_ROWS, EvalData, Scores, read_eval_data, score
+from appliance.quality.gate import GateReport, compare
+from appliance.repository import VersionSource
+from appliance.runtime import Array, ProviderChoice, Session
+
+log = logging.getLogger(__name__)
+
+
+class SiteEvaluator:
+    """Scores versions of a model on its ``eval_data``; one evaluation at a time."""
+
+    def __init__(self, config: Config, providers: ProviderChoice):
+        self._config = config
+        self._providers = providers
+        # One thread: evaluations queue behind each other instead of taking more cores.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation")
+        #: The latest scores of each (model, version) evaluated (``appliance_eval_metric``).
+        self.latest: dict[tuple[str, int], Scores] = {}
+
+    def configured(self, name: str) -> bool:
+        """Whether ``[models.NAME] eval_data`` is set, so activations are gated."""
+        return self._config.overrides_for(name).eval_data is not None
+
+    async def evaluate(self, candidate: VersionSource, serving: VersionSource | None) -> GateReport:
+        """The gate's report of ``candidate`` against ``serving`` (None: alone)."""
+        settings = self._config.overrides_for(candidate.name)
+        if settings.eval_data is None:
+            raise ConfigError(
+                f"model {candidate.name!r} has no evaluation data; set [models."
+                f"{candidate.name}] eval_data to a labelled CSV or Parquet file on this box"
+            )
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(
+            self._executor,
+            self._compare,
+            candidate,
+            serving,
+            settings.eval_data,
+            settings.eval_metric,
+            settings.eval_max_drop,
+        )
+        log.info("evaluation gate: %s", report.summary())  # scores only, never rows
+        return report
+
+    def _compare(
+        self,
+        candidate: VersionSource,
+        serving: VersionSource | None,
+        path: Path,
+        metric: str,
+        max_drop: float,
+    ) -> GateReport:
+        """Evaluation thread: read the data, score both versions, compare."""
+        data = read_eval_data(path, _labels(candidate))
+        after = self._scores(candidate, data, metric)
+        before = self._scores(serving, data, metric) if serving is not None else None
+        self.latest[(candidate.name, candidate.version)] = after
+        if serving is not None and before is not None:
+            self.latest[(serving.name, serving.version)] = before
+        return compare(
+            candidate.name,
+            candidate_version=candidate.version,
+            candidate=after,
+            serving_version=serving.version if serving is not None else None,
+            serving=before,
+            max_drop=max_drop,
+        )
+
+    def _scores(self, source: VersionSource, data: EvalData, metric: str) -> Scores:
+        session = Session(source.model_file, self._providers, intra_op_threads=1)
+        feed, output = _classifier_io(source, session, data)
+        parts = []
+        for start in range(0, data.rows, BATCH_ROWS):  # (batch, features) per run
+            rows = data.features[start : start + BATCH_ROWS]
+            parts.append(np.asarray(session.run({feed: rows})[output], dtype=np.float64))
+        outputs: Array = np.concatenate(parts)  # (rows, classes)
+        return score(metric, data, outputs)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _labels(source: VersionSource) -> tuple[str, ...]:
+    labels = source.manifest.labels if source.manifest is not None else None
+    if not labels:
+        raise ConfigError(
+            f"model {source.name!r} version {source.version}: the evaluation gate scores "
+            "classifiers; expected a package with class labels (package build --labels)"
+        )
+    return tuple(labels)
+
+
+def _classifier_io(source: VersionSource, session: Session, data: EvalData) -> tuple[str, str]:
+    """The one (batch, features) input and the (batch, classes) output to score."""
+    what = f"model {source.name!r} version {source.version}"
+    inputs = session.inputs
+    features = data.features.shape[1]
+    if len(inputs) != 1 or not _fits(inputs[0], features):
+        raise ConfigError(
+            f"{what}: the evaluation data has {features} feature columns; expected a model "
+            f"with one input of shape [-1, {features}], got "
+            f"{[(s.name, list(s.shape)) for s in inputs]}"
+        )
+    classes = len(_labels(source))
+    for spec in session.outputs:
+        if _fits(spec, classes):
+            return inputs[0].name, spec.name
+    raise ConfigError(
+        f"{what}: expected an output of shape [-1, {classes}] (one score per label), got "
+        f"{[(s.name, list(s.shape)) for s in session.outputs]}"
+    )
+
+
+def _fits(spec: TensorSpec, width: int) -> bool:
+    return len(spec.shape) == 2 and spec.shape[1] in (-1, width)
+
+
+__all__ = ["SiteEvaluator"]
