@@ -71,7 +71,7 @@ class GateReport:
                     "" if self.within(row) else "REFUSED",
                 )
             )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header) + 1)]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
         return "\n".join(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
             for line in lines

@@ -10,9 +10,10 @@ admitted.
 On the inference port: health, reflection, ServerLive and ServerReady are open; every
 other V2 method needs the role in ``access.V2_ROLES``; outcome feedback
 (``appliance.feedback.v1.Feedback``) is an inference call and needs ``infer``; the admin
-service and any method this table does not know need ``admin`` (closed by default, so a service added later is
-not open by accident). The admin server runs the same layer with every method needing
-``admin`` (``admin_only``): an admin RPC that forgets a check is closed, not open.
+service and any method this table does not know need ``admin`` (closed by default, so a
+service added later is not open by accident). The admin server runs the same layer with
+every method needing ``admin`` (``admin_only``): an admin RPC that forgets a check is
+closed, not open.
 """
 
 from __future__ import annotations
