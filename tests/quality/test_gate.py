@@ -62,7 +62,9 @@ def test_a_worse_package_is_refused_although_its_self_test_passes(
 def test_a_package_worse_in_one_group_only_is_refused_and_the_group_named(
     gated: DaemonProcess, packages: Packages
 ) -> None:
-    assert cli(gated, "models", "push", str(packages.build("good", 1)), "--activate").returncode == 0
+    assert (
+        cli(gated, "models", "push", str(packages.build("good", 1)), "--activate").returncode == 0
+    )
 
     refused = cli(gated, "models", "push", str(packages.build("rare_wrong", 2)), "--activate")
 
@@ -81,7 +83,9 @@ def test_a_package_worse_in_one_group_only_is_refused_and_the_group_named(
 def test_models_evaluate_prints_the_table_and_json(
     gated: DaemonProcess, packages: Packages
 ) -> None:
-    assert cli(gated, "models", "push", str(packages.build("good", 1)), "--activate").returncode == 0
+    assert (
+        cli(gated, "models", "push", str(packages.build("good", 1)), "--activate").returncode == 0
+    )
     assert cli(gated, "models", "push", str(packages.build("rare_wrong", 2))).returncode == 0
 
     text = cli(gated, "models", "evaluate", MODEL, "2")
