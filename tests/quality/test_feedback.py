@@ -100,7 +100,7 @@ def test_feedback_moves_live_accuracy_and_a_low_one_retrains_once_per_cooldown(
         for i in range(4, 12):  # wrong: 4/6 at the 6th report is below 0.8
             assert not report(daemon, f"req-{i}", other(predicted[f"req-{i}"])).correct
         assert scrape(daemon, gauge) == pytest.approx(4 / 12)
-        wait_for(lambda: marker.exists())
+        wait_for(marker.exists)
         time.sleep(1.0)
         assert marker.read_text() == "run\n"  # once within the cooldown
         assert scrape(daemon, runs) == 1.0
@@ -206,3 +206,25 @@ def test_http_feedback_route(feedback_daemon: DaemonProcess) -> None:
     assert unknown_id[0] == 404 and "'nope'" in unknown_id[1]["error"]
     assert unknown_model[0] == 404
     assert not_json[0] == 400 and '"id"' in not_json[1]["error"]
+
+
+def test_feedback_is_an_inference_call_behind_the_same_gate(
+    packages: Packages, tmp_path: Path
+) -> None:
+    from appliance.security import hash_token
+
+    token = "feedback-token-for-tests-0123456789abcdefghij"
+    tokens = [{"name": "ris", "sha256": hash_token(token), "roles": ["infer"]}]
+    config = {**quality_config(packages, tmp_path), "auth": {"tokens": tokens}}
+    with DaemonProcess(tmp_path, config) as daemon, daemon.channel() as channel:
+        stub = fb_grpc.FeedbackStub(channel)  # type: ignore[no-untyped-call]
+        request = fb.ReportRequest(model_name=MODEL, id="any", label="pos")
+        with pytest.raises(grpc.RpcError) as anonymous:
+            stub.Report(request, timeout=10)
+        with pytest.raises(grpc.RpcError) as admitted:
+            stub.Report(request, timeout=10, metadata=[("authorization", f"Bearer {token}")])
+        status, _ = http_post(daemon, f"/v2/models/{MODEL}/feedback", {"id": "a", "label": "b"})
+
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert admitted.value.code() == grpc.StatusCode.NOT_FOUND  # past the gate, no such id
+    assert status == 401
