@@ -4,7 +4,10 @@ Owns how a version is evaluated on this box: a session of its own on the box's
 execution providers (the ones that serve it), limited to one intra-op thread, run from
 one dedicated evaluation thread in batches of ``BATCH_ROWS`` rows. Serving sessions
 and their batchers are never used, so live traffic keeps its threads and its queue;
-the evaluation takes one core at most (``benchmarks/eval_gate.py`` measures what that
+the evaluation takes one core at most, and that thread runs at the lowest CPU priority
+(nice 19), so on a busy box the serving threads come first. The parsed data is kept
+while its file is unchanged: parsing is Python work that would hold the GIL against the
+event loop at every evaluation (``benchmarks/eval_gate.py`` measures what evaluation
 costs live traffic). The lifecycle calls ``evaluate`` at activation and for
 ``appliance models evaluate``.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +33,17 @@ from appliance.runtime import Array, ProviderChoice, Session
 
 log = logging.getLogger(__name__)
 
+#: Niceness of the evaluation thread: the least CPU share when serving wants the cores.
+EVALUATION_NICENESS = 19
+
+
+def _lower_priority() -> None:
+    """Evaluation thread start: nice this thread alone (Linux threads have their own)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EVALUATION_NICENESS)
+    except (OSError, AttributeError):  # not Linux, or not allowed: run at normal priority
+        log.info("evaluation thread runs at normal priority (could not lower it)")
+
 
 class SiteEvaluator:
     """Scores versions of a model on its ``eval_data``; one evaluation at a time."""
@@ -36,7 +52,12 @@ class SiteEvaluator:
         self._config = config
         self._providers = providers
         # One thread: evaluations queue behind each other instead of taking more cores.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluation")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evaluation", initializer=_lower_priority
+        )
+        # The last file read, by (path, size, mtime, labels); evaluation thread only.
+        self._data_key: tuple[Path, int, int, tuple[str, ...]] | None = None
+        self._data: EvalData | None = None
         #: The latest scores of each (model, version) evaluated (``appliance_eval_metric``).
         self.latest: dict[tuple[str, int], Scores] = {}
 
@@ -74,7 +95,7 @@ class SiteEvaluator:
         max_drop: float,
     ) -> GateReport:
         """Evaluation thread: read the data, score both versions, compare."""
-        data = read_eval_data(path, _labels(candidate))
+        data = self._read(path, _labels(candidate))
         after = self._scores(candidate, data, metric)
         before = self._scores(serving, data, metric) if serving is not None else None
         self.latest[(candidate.name, candidate.version)] = after
@@ -88,6 +109,16 @@ class SiteEvaluator:
             serving=before,
             max_drop=max_drop,
         )
+
+    def _read(self, path: Path, labels: tuple[str, ...]) -> EvalData:
+        try:
+            stat = path.stat()
+        except OSError:
+            return read_eval_data(path, labels)  # says what is wrong with the path
+        key = (path, stat.st_size, stat.st_mtime_ns, labels)
+        if self._data is None or self._data_key != key:
+            self._data, self._data_key = read_eval_data(path, labels), key
+        return self._data
 
     def _scores(self, source: VersionSource, data: EvalData, metric: str) -> Scores:
         session = Session(source.model_file, self._providers, intra_op_threads=1)
