@@ -216,10 +216,13 @@ class ModelOverrides(_Section):
     """Overrides ``monitoring.cache_bytes`` for this model (0: no response cache)."""
     # -- quality loop (appliance.quality): never sent anywhere, never logged ----------
     eval_data: Path | None = None
-    """Labelled CSV/Parquet kept on the box (features, ``label``, optional ``group``);
-    set, every activation must pass the site evaluation gate on it."""
-    eval_metric: Literal["accuracy", "f1", "auroc"] = "accuracy"
-    """Score of the evaluation gate: ``accuracy``, ``f1`` (macro) or ``auroc`` (one vs rest)."""
+    """Labelled CSV/Parquet kept on the box (features and ``label``; for embeddings
+    ``text_a``, ``text_b`` and a similarity ``label``; optional ``group``); set, every
+    activation must pass the site evaluation gate on it."""
+    eval_metric: Literal["accuracy", "f1", "auroc", "cosine", "spearman"] | None = None
+    """Score of the gate: classifiers ``accuracy`` (unset), ``f1`` (macro), ``auroc`` (one vs
+    rest); embeddings ``cosine`` (Pearson) or ``spearman`` (unset) of the pairs' cosine
+    similarity against their label."""
     # Two points of accuracy: beyond sampling noise on a few hundred rows, well before
     # a clinician would notice.
     eval_max_drop: float = Field(default=0.02, ge=0, le=1)

@@ -18,15 +18,30 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from appliance.config import Config
+from appliance.embedding import TextEmbedder
 from appliance.errors import ConfigError
 from appliance.package.manifest import TensorSpec
-from appliance.quality.evaluation import BATCH_ROWS, EvalData, Scores, read_eval_data, score
+from appliance.quality.evaluation import (
+    BATCH_ROWS,
+    CLASSIFIER_METRICS,
+    EMBEDDING_METRICS,
+    EvalData,
+    Metric,
+    PairData,
+    Scores,
+    cosine_similarity,
+    read_eval_data,
+    read_pair_data,
+    score,
+    score_rows,
+)
 from appliance.quality.gate import GateReport, compare
 from appliance.repository import VersionSource
 from appliance.runtime import Array, ProviderChoice, Session
@@ -57,7 +72,7 @@ class SiteEvaluator:
         )
         # The last file read, by (path, size, mtime, labels); evaluation thread only.
         self._data_key: tuple[Path, int, int, tuple[str, ...]] | None = None
-        self._data: EvalData | None = None
+        self._data: EvalData | PairData | None = None
         #: The latest scores of each (model, version) evaluated (``appliance_eval_metric``).
         self.latest: dict[tuple[str, int], Scores] = {}
 
@@ -80,7 +95,7 @@ class SiteEvaluator:
             candidate,
             serving,
             settings.eval_data,
-            settings.eval_metric,
+            settings.eval_metric or _default_metric(candidate),
             settings.eval_max_drop,
         )
         log.info("evaluation gate: %s", report.summary())  # scores only, never rows
@@ -95,7 +110,10 @@ class SiteEvaluator:
         max_drop: float,
     ) -> GateReport:
         """Evaluation thread: read the data, score both versions, compare."""
-        data = self._read(path, _labels(candidate))
+        embedding = candidate.task == "embedding"
+        _check_metric(candidate, metric, EMBEDDING_METRICS if embedding else CLASSIFIER_METRICS)
+        # An embedding model's pairs have no class labels; () keys them in the cache.
+        data = self._read(path, () if embedding else _labels(candidate))
         after = self._scores(candidate, data, metric)
         before = self._scores(serving, data, metric) if serving is not None else None
         self.latest[(candidate.name, candidate.version)] = after
@@ -110,18 +128,23 @@ class SiteEvaluator:
             max_drop=max_drop,
         )
 
-    def _read(self, path: Path, labels: tuple[str, ...]) -> EvalData:
+    def _read(self, path: Path, labels: tuple[str, ...]) -> EvalData | PairData:
+        """A classifier's data (``labels`` given) or text pairs (none), kept while the
+        file is unchanged."""
         try:
             stat = path.stat()
         except OSError:
-            return read_eval_data(path, labels)  # says what is wrong with the path
-        key = (path, stat.st_size, stat.st_mtime_ns, labels)
-        if self._data is None or self._data_key != key:
-            self._data, self._data_key = read_eval_data(path, labels), key
+            stat = None
+        key = (path, stat.st_size, stat.st_mtime_ns, labels) if stat is not None else None
+        if key is None or self._data is None or self._data_key != key:
+            data = read_eval_data(path, labels) if labels else read_pair_data(path)
+            self._data, self._data_key = data, key
         return self._data
 
-    def _scores(self, source: VersionSource, data: EvalData, metric: str) -> Scores:
+    def _scores(self, source: VersionSource, data: EvalData | PairData, metric: str) -> Scores:
         session = Session(source.model_file, self._providers, intra_op_threads=1)
+        if isinstance(data, PairData):
+            return self._pair_scores(source, session, data, metric)
         feed, output = _classifier_io(source, session, data)
         parts = []
         for start in range(0, data.rows, BATCH_ROWS):  # (batch, features) per run
@@ -130,8 +153,48 @@ class SiteEvaluator:
         outputs: Array = np.concatenate(parts)  # (rows, classes)
         return score(metric, data, outputs)
 
+    def _pair_scores(
+        self, source: VersionSource, session: Session, data: PairData, metric: str
+    ) -> Scores:
+        """Cosine similarity of each pair's embeddings, correlated with its label."""
+        embedder = TextEmbedder.load(
+            source.folder, source.manifest, session.inputs, session.outputs
+        )
+        first = _embed(session, embedder, data.first)  # (rows, dim)
+        second = _embed(session, embedder, data.second)
+        similarity = cosine_similarity(first, second)  # (rows,)
+        function = EMBEDDING_METRICS[metric]
+        return score_rows(metric, function, data.similarity, similarity, data.groups)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+#: Texts per session run of an embedding model: one padded (rows, tokens) batch.
+EMBED_ROWS = 32
+
+
+def _embed(session: Session, embedder: TextEmbedder, texts: tuple[str, ...]) -> Array:
+    parts = []
+    for start in range(0, len(texts), EMBED_ROWS):
+        encoded = embedder.encode(embedder.tokenize(texts[start : start + EMBED_ROWS]))
+        output = session.run(encoded.feeds)[embedder.output.name]
+        parts.append(embedder.pool(output, encoded.mask))
+    return np.concatenate(parts)
+
+
+def _default_metric(source: VersionSource) -> str:
+    # Spearman: the usual headline of STS-style embedding benchmarks.
+    return "spearman" if source.task == "embedding" else "accuracy"
+
+
+def _check_metric(source: VersionSource, metric: str, known: Mapping[str, Metric]) -> None:
+    if metric not in known:
+        kind = "an embedding model" if source.task == "embedding" else "a classifier"
+        raise ConfigError(
+            f"model {source.name!r}: eval_metric {metric!r} does not score {kind}; "
+            f"expected one of {sorted(known)}"
+        )
 
 
 def _labels(source: VersionSource) -> tuple[str, ...]:

@@ -23,16 +23,14 @@ def test_metrics_match_scikit_learn(classes: int) -> None:
     predicted = scores.argmax(axis=1)
     probabilities = scores / scores.sum(axis=1, keepdims=True)
 
-    assert accuracy(labels, scores, classes) == pytest.approx(accuracy_score(labels, predicted))
-    assert macro_f1(labels, scores, classes) == pytest.approx(
-        f1_score(labels, predicted, average="macro")
-    )
+    assert accuracy(labels, scores) == pytest.approx(accuracy_score(labels, predicted))
+    assert macro_f1(labels, scores) == pytest.approx(f1_score(labels, predicted, average="macro"))
     expected = (
         roc_auc_score(labels, scores[:, 1])
         if classes == 2
         else roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
     )
-    got = auroc(labels, scores if classes == 2 else probabilities, classes)
+    got = auroc(labels, scores if classes == 2 else probabilities)
     assert got == pytest.approx(expected)
 
 
@@ -72,3 +70,20 @@ def test_unusable_eval_data_is_refused_naming_the_file(
         read_eval_data(path, ("no", "yes"))
     assert expected in str(refused.value) and str(path) in str(refused.value)
     assert "secret-value" not in str(refused.value)  # never a value of a row
+
+
+def test_embedding_metrics_match_scipy() -> None:
+    from scipy.stats import pearsonr, spearmanr
+
+    from appliance.quality.evaluation import cosine_similarity, pearson, spearman
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((200, 8)), rng.standard_normal((200, 8))
+    similarity = cosine_similarity(a, b)
+    labels = np.round(similarity + rng.normal(scale=0.3, size=200), 1)  # with ties
+
+    assert similarity == pytest.approx(
+        [x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b, strict=True)]
+    )
+    assert pearson(labels, similarity) == pytest.approx(pearsonr(labels, similarity)[0])
+    assert spearman(labels, similarity) == pytest.approx(spearmanr(labels, similarity)[0])
