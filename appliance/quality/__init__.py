@@ -4,7 +4,9 @@
 metrics) and ``gate`` compares a candidate with the serving version; ``feedback`` keeps
 predicted classes per request id and turns reported outcomes into live accuracy;
 ``retrain`` runs the configured retraining command when live accuracy falls or drift
-persists; ``metrics`` exports all of it to Prometheus.
+persists; ``metrics`` exports all of it to Prometheus. ``generation`` scores a generative
+model's greedy answers against references (token F1, exact match); it is imported on its
+own (``appliance.quality.generation``), as it needs the HTTP port's generative protocol.
 """
 
 from appliance.quality.evaluation import EvalData, Scores, read_eval_data, score
