@@ -26,7 +26,7 @@ box), following scikit-learn's and sentence-transformers' definitions:
 
 The data never leaves this module's callers and never enters a log: errors name the
 file, the column and what was expected, never a value of a row. Running the model is
-the caller's (``appliance.quality.runner``); this module is pure computation.
+``appliance.quality.site``'s; this module is pure computation.
 """
 
 from __future__ import annotations

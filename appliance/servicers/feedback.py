@@ -4,7 +4,8 @@
 A client reports the true label of a request it sent earlier with an ``id``. The same
 layers as every inference RPC run around it (error boundary, observer, gate with the
 ``infer`` role, limits); errors are the boundary's to answer: an id the box keeps no
-prediction for is NOT_FOUND, a label the package does not have INVALID_ARGUMENT.
+prediction for is NOT_FOUND, a label the package does not have INVALID_ARGUMENT. The
+service has one message pair, so its conversion (``verdict_to_proto``) lives here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import grpc
 
 from appliance._proto import feedback_pb2 as pb
 from appliance._proto import feedback_pb2_grpc as pb_grpc
-from appliance.quality import Outcomes
+from appliance.quality import Outcomes, Verdict
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -26,13 +27,17 @@ class FeedbackServicer(pb_grpc.FeedbackServicer):
 
     async def Report(self, request: pb.ReportRequest, context: Context) -> pb.ReportResponse:
         verdict = self._outcomes.report(request.model_name, request.id, request.label)
-        return pb.ReportResponse(
-            model_name=verdict.model,
-            model_version=verdict.version,
-            correct=verdict.correct,
-            live_accuracy=verdict.live_accuracy,
-            reports=verdict.reports,
-        )
+        return verdict_to_proto(verdict)
 
 
-__all__ = ["FeedbackServicer"]
+def verdict_to_proto(verdict: Verdict) -> pb.ReportResponse:
+    return pb.ReportResponse(
+        model_name=verdict.model,
+        model_version=verdict.version,
+        correct=verdict.correct,
+        live_accuracy=verdict.live_accuracy,
+        reports=verdict.reports,
+    )
+
+
+__all__ = ["FeedbackServicer", "verdict_to_proto"]
