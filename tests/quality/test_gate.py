@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as triton
 
 from tests._daemon import DaemonProcess
-from tests.quality.conftest import MODEL, Packages, cli, site_rows
+from tests.quality.conftest import MODEL, Packages, cli, quality_config, site_rows
 
 
 def serving_version(daemon: DaemonProcess) -> str:
@@ -111,3 +112,17 @@ def test_models_evaluate_prints_the_table_and_json(
     x, _, _ = site_rows(600)
     assert f"{x[0, 0]:.6f}" not in gated.log_text()
     assert np.isfinite(by_group["common"]["candidate"])
+
+
+def test_unusable_eval_data_refuses_the_activation_and_says_why(
+    packages: Packages, tmp_path: Path
+) -> None:
+    missing = tmp_path / "not-there.csv"
+    config = quality_config(packages, tmp_path, eval_data=str(missing))
+    with DaemonProcess(tmp_path, config) as daemon:
+        refused = cli(daemon, "models", "push", str(packages.build("good", 1)), "--activate")
+        listing = json.loads(cli(daemon, "models", "list", "--json").stdout)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"eval_data {missing}: no such file" in refused.stderr
+    assert MODEL not in [m["name"] for m in listing]  # nothing installed, nothing serves
