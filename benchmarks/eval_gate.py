@@ -3,16 +3,17 @@
 The embedded breast-cancer classifier is packaged twice (versions 1 and 2, labels
 ``malignant``/``benign``); the site's evaluation data is 10,000 rows drawn from the
 Wisconsin diagnostic set (with replacement, each feature jittered by 1% of its spread)
-with a ``group`` column of four made-up wards. Two daemons on loopback:
+with a ``group`` column of four made-up wards.
 
-1. without ``eval_data``: push v1 active, push v2, time ``activate 2`` (self-test and
-   switch only);
-2. with ``eval_data`` (accuracy, budget 0.02): the same, so the activation also scores
-   both versions on the 10,000 rows (overall and per ward); then under a closed loop of
-   16 concurrent clients (update.py's load worker, its own process): a steady run, and a
-   run during which ``models evaluate`` is called back to back, so the evaluation thread
-   is busy the whole window. p99 of the requests that started while evaluations ran
-   against steady state (target at most 1.5x).
+1. Activation time, no load: ``activate 2`` on a daemon without ``eval_data`` and on
+   one with it (accuracy, budget 0.02), the data file changed just before (so the gate
+   parses it, then scores both versions overall and per ward).
+2. Live traffic, a closed loop of 16 concurrent clients (update.py's load worker, its
+   own process), on each daemon in turn, per round: a steady run; a run during which
+   activations alternate between versions 2 and 1; on the gated daemon also a run
+   during which ``models evaluate`` is called back to back (the evaluation thread busy
+   all the time). p99 of the requests that started in each window against the same
+   daemon's steady runs (target at most 1.5x).
 
 Writes ``benchmarks/results/eval-gate.md``. Run: ``python benchmarks/eval_gate.py``.
 """
@@ -113,8 +114,9 @@ def _config(work: Path, model: dict[str, Any]) -> dict[str, Any]:
 def under_load(
     work: Path, packages: list[Path], model: dict[str, Any], seconds: float, rounds: int
 ) -> list[dict[str, Any]]:
-    """Rounds of steady p99, then p99 while evaluations run back to back, on one daemon
-    (alternating, so a neighbour's load on the shared box hits both sides alike)."""
+    """Rounds of steady p99, p99 during activations and (with the gate) during
+    evaluations back to back, on one daemon; the runs of a round follow each other so a
+    neighbour's load on the shared box hits them alike."""
     from appliance.admin import AdminClient, AdminTarget
     from tests._daemon import DaemonProcess
 
@@ -124,13 +126,24 @@ def under_load(
     with DaemonProcess(work, _config(work, model)) as daemon, AdminClient(target) as client:
         client.push(packages[0], activate=True)
         client.push(packages[1])
-        return [_round(daemon.address, client, request, seconds) for _ in range(rounds)]
+        return [_round(daemon.address, client, request, seconds, model) for _ in range(rounds)]
 
 
-def _round(address: str, client: Any, request: bytes, seconds: float) -> dict[str, Any]:
+def _round(
+    address: str, client: Any, request: bytes, seconds: float, model: dict[str, Any]
+) -> dict[str, Any]:
+    """Steady, then (gated daemon only) evaluations back to back, then activations."""
     steady_records = run_load(address, request, seconds)
     t_first = steady_records[0][0] + 1.0  # skip connecting and warm-up
     steady = figures(steady_records, t_first, max(r[0] for r in steady_records))
+    activations, windows = _during_activations(address, client, request, seconds)
+    result = {"steady": steady, "activations": activations, "windows": windows}
+    if "eval_data" in model:
+        result.update(_back_to_back(address, client, request, seconds))
+    return result
+
+
+def _back_to_back(address: str, client: Any, request: bytes, seconds: float) -> dict[str, Any]:
     records: list[tuple[float, float, bool]] = []
     loader = threading.Thread(
         target=lambda: records.extend(run_load(address, request, seconds + 2.0))
@@ -145,43 +158,77 @@ def _round(address: str, client: Any, request: bytes, seconds: float) -> dict[st
     t1 = time.monotonic()
     loader.join()
     return {
-        "steady": steady,
         "during": figures(records, t0, t1),
         "evaluations": evaluations,
         "evaluation_s": (t1 - t0) / max(evaluations, 1),
-        "failed": sum(not r[2] for r in records) + steady.failed,
     }
 
 
-def _ratio(load: dict[str, Any]) -> float:
+def _during_activations(
+    address: str, client: Any, request: bytes, seconds: float
+) -> tuple[Figures, int]:
+    """Load while activations alternate (2, then 1 again): the requests that started
+    while one ran."""
+    records: list[tuple[float, float, bool]] = []
+    loader = threading.Thread(
+        target=lambda: records.extend(run_load(address, request, seconds + 2.0))
+    )
+    loader.start()
+    time.sleep(1.5)
+    windows: list[tuple[float, float]] = []
+    end = time.monotonic() + seconds - 1.0
+    version = 2
+    while time.monotonic() < end:
+        start = time.monotonic()
+        client.activate(NAME, version, allow_downgrade=True)
+        windows.append((start, time.monotonic()))
+        version = 3 - version
+        time.sleep(0.3)  # steady traffic between activations
+    loader.join()
+    inside = [r for r in records if any(a <= r[0] <= b for a, b in windows)]
+    return figures(inside, windows[0][0], windows[-1][1]), len(windows)
+
+
+def _ratio(load: dict[str, Any], run: str = "during") -> float:
     steady: Figures = load["steady"]
-    during: Figures = load["during"]
+    during: Figures = load[run]
     return during.p99_ms / steady.p99_ms if steady.p99_ms else float("nan")
 
 
-def _rows(loads: list[dict[str, Any]]) -> list[str]:
+def _rows(label: str, loads: list[dict[str, Any]]) -> list[str]:
     lines = []
     for i, load in enumerate(loads, 1):
-        for label, f in (("steady", load["steady"]), ("during evaluation", load["during"])):
+        runs = [("steady", load["steady"]), ("during activations", load["activations"])]
+        if "during" in load:
+            runs.append(("during evaluations back to back", load["during"]))
+        for run, f in runs:
+            rate = f"{f.throughput:.0f}" if run != "during activations" else "-"
             lines.append(
-                f"| {i} | {label} | {f.requests} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
-                f"{f.throughput:.0f} |"
+                f"| {label} | {i} | {run} | {f.requests} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
+                f"{rate} | {f.failed} |"
             )
-        lines.append(
-            f"| {i} | p99 ratio | | | **{_ratio(load):.2f}x** | "
-            f"{load['evaluations']} evaluations of {load['evaluation_s']:.2f} s |"
-        )
     return lines
 
 
-def report_text(gated: float, plain: float, loads: list[dict[str, Any]], seconds: float) -> str:
-    ratios = [_ratio(load) for load in loads]
+def _median(loads: list[dict[str, Any]], run: str) -> float:
+    return float(np.median([_ratio(load, run) for load in loads]))
+
+
+def report_text(
+    gated: float,
+    plain: float,
+    loads: dict[str, list[dict[str, Any]]],
+    seconds: float,
+) -> str:
+    with_gate, without = loads["gated"], loads["plain"]
+    evaluations = sum(load["evaluations"] for load in with_gate)
+    evaluation_s = float(np.mean([load["evaluation_s"] for load in with_gate]))
     return "\n".join(
         [
             "# Site evaluation gate: activation time and live latency during evaluation",
             "",
-            f"Machine: {machine()}. Shared with other work while measured: figures are "
-            "noisy, compare within one run.",
+            f"Machine: {machine()}. Shared with other work while measured (load average "
+            "well above the core count): figures are noisy, compare within one run.",
             "",
             "Command: `python benchmarks/eval_gate.py` (this file was written by it).",
             "",
@@ -190,26 +237,35 @@ def report_text(gated: float, plain: float, loads: list[dict[str, Any]], seconds
             "and the serving version, overall and per group, by one evaluation thread at "
             "nice 19 with ONNX Runtime sessions of 1 intra-op thread, 256 rows per run.",
             "",
-            "| activation (`models activate 2`) | seconds |",
+            "| activation (`models activate 2`, no load) | seconds |",
             "|---|---|",
-            f"| without `eval_data` (self-test, switch) | {plain:.2f} |",
+            f"| without `eval_data` (verify, self-test, switch) | {plain:.2f} |",
             f"| with `eval_data` of {ROWS:,} rows, file changed since the last read (parse, "
-            f"self-test, gate on both versions, switch) | {gated:.2f} |",
-            f"| the gate's share | {gated - plain:.2f} |",
+            f"verify, self-test, gate on both versions, switch) | {gated:.2f} |",
+            f"| the gate's share, parse included | {gated - plain:.2f} |",
             "",
             f"Live traffic: closed loop of {CONCURRENCY} concurrent clients (grpc.aio, own "
-            f"process), one row per request, {seconds:.0f} s per run. *During evaluation*: "
-            "requests that started while `models evaluate breast_cancer 2` ran back to back "
-            "(both versions scored each time, the parsed data reused), so the evaluation "
-            "thread is busy for the whole window. Steady and evaluation runs alternate. "
+            f"process), one row per request, {seconds:.0f} s per run, on two daemons in turn: "
+            "one without `eval_data`, one with it. *During activations*: requests that "
+            "started while `models activate` ran, alternating versions 2 and 1 with 0.3 s of "
+            "plain traffic between them (on the gated daemon each activation scores both "
+            "versions; the parsed file is reused, as on a box whose data did not change). "
+            "*During evaluations back to back*: requests that started while `models evaluate "
+            "breast_cancer 2` ran without pause, the evaluation thread busy for the whole "
+            "window (the worst case). Within each round the runs follow each other. "
             "Target: p99 during evaluation at most 1.5x steady.",
             "",
-            "| round | run | requests | p50 ms | p99 ms | req/s |",
-            "|---|---|---|---|---|---|",
-            *_rows(loads),
+            "| daemon | round | run | requests | p50 ms | p99 ms | req/s | failed |",
+            "|---|---|---|---|---|---|---|---|",
+            *_rows("no gate", without),
+            *_rows("gate", with_gate),
             "",
-            f"Median p99 ratio: **{float(np.median(ratios)):.2f}x**; failed requests: "
-            f"{sum(load['failed'] for load in loads)}.",
+            "Median p99 ratios against the same daemon's steady runs:",
+            "",
+            f"- activations without the gate: **{_median(without, 'activations'):.2f}x**",
+            f"- activations with the gate: **{_median(with_gate, 'activations'):.2f}x**",
+            f"- evaluations back to back: **{_median(with_gate, 'during'):.2f}x** "
+            f"({evaluations} evaluations, {evaluation_s:.2f} s each on average)",
             "",
         ]
     )
@@ -218,7 +274,7 @@ def report_text(gated: float, plain: float, loads: list[dict[str, Any]], seconds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=3, help="steady/evaluation pairs")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per daemon")
     args = parser.parse_args()
     from appliance.package import generate_keypair
 
@@ -233,7 +289,11 @@ def main() -> None:
             (root / label).mkdir()
             runs[label] = activation_s(root / label, packages, model)
         (root / "load").mkdir()
-        loads = under_load(root / "load", packages, gate, args.seconds, args.rounds)
+        loads = {}
+        for label, model in (("plain", {}), ("gated", gate)):
+            (root / f"load-{label}").mkdir()
+            work = root / f"load-{label}"
+            loads[label] = under_load(work, packages, model, args.seconds, args.rounds)
     text = report_text(runs["gated"], runs["plain"], loads, args.seconds)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
