@@ -235,7 +235,7 @@ def report_text(
             f"Model: the embedded breast-cancer classifier (30 features), evaluation data "
             f"{ROWS:,} rows in 4 groups (CSV), metric accuracy, scored for the candidate "
             "and the serving version, overall and per group, by one evaluation thread at "
-            "nice 19 with ONNX Runtime sessions of 1 intra-op thread, 256 rows per run.",
+            "nice 19 with ONNX Runtime sessions of 1 intra-op thread, 1,024 rows per run.",
             "",
             "| activation (`models activate 2`, no load) | seconds |",
             "|---|---|",

@@ -48,9 +48,11 @@ Metric = Callable[[Array, Array], float]
 LABEL = "label"
 GROUP = "group"
 TEXT_A, TEXT_B = "text_a", "text_b"
-#: Rows per session run: large enough to amortise the call, small enough that one run
-#: holds the evaluation thread only briefly.
-BATCH_ROWS = 256
+#: Rows per session run. The run itself releases the GIL; between runs the evaluation
+#: thread holds it for a moment, and at nice 19 on a loaded box it may be preempted
+#: then, stalling the event loop: fewer, larger runs mean fewer such moments (1024 rows
+#: against 256 lowered the p99 cost by about a third, benchmarks/results/eval-gate.md).
+BATCH_ROWS = 1024
 
 
 @dataclass(frozen=True)
