@@ -67,6 +67,7 @@ HTTP_STATUS: dict[type[ApplianceError], int] = {
     core.PackageError: 400,
     core.SelfTestError: 400,
     core.DowngradeError: 400,
+    core.EvaluationGateError: 400,
     core.VersionExistsError: 409,
     core.VersionInUseError: 400,
     core.StorageError: 500,
