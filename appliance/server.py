@@ -6,7 +6,10 @@ on SIGTERM, say not serving, close the admin service, stop taking RPCs, let in-f
 ones finish within the grace period, drain the batchers, exit. And the inference port's
 layers, outermost first (``appliance.servicers``): the error boundary, the observer
 (request log, metrics, statistics), the gate (identity and role), the limits (RPCs in
-flight, streams). The parts themselves live in their modules.
+flight, streams). It also wires the quality loop (``appliance.quality``): the site
+evaluator into the lifecycle, outcome feedback into the manager and both ports, the
+retrain trigger to live accuracy and the drift states. The parts themselves live in
+their modules.
 """
 
 from __future__ import annotations
