@@ -43,6 +43,7 @@ from appliance.logs import RequestLog
 from appliance.manager import ModelManager
 from appliance.monitoring import Monitoring, RequestRecorder
 from appliance.repository import Repository
+from appliance.routing.control import ShadowControl
 from appliance.runtime import ProviderChoice, choose_providers
 from appliance.security import (
     Authenticator,
@@ -172,6 +173,7 @@ class Daemon:
             self.status,
             authenticator=self.authenticator,
             audit=self.audit,
+            shadows=self._shadow_control(),
         )
         try:
             await admin.start()
@@ -182,6 +184,11 @@ class Daemon:
             log.warning("admin service not started: %s; serving without it", exc)
             return
         self._admin = admin
+
+    def _shadow_control(self) -> ShadowControl | None:
+        if self.manager is None:
+            return None
+        return ShadowControl(self.manager, self.audit, self.config.server.grace_period_s)
 
     def status(self) -> DaemonStatus:
         """What ``appliance status`` shows."""

@@ -6,6 +6,7 @@ service that knows the ``appliance.admin.v1`` message layout.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from appliance.lifecycle import (
     PushResult,
     SwitchResult,
 )
+from appliance.routing import Shadow
 
 
 @dataclass(frozen=True)
@@ -112,4 +114,24 @@ def status_to_proto(status: DaemonStatus) -> pb.StatusResponse:
         uptime_s=status.uptime_s,
         cache_hits=status.figures.cache_hits,
         cache_misses=status.figures.cache_misses,
+    )
+
+
+# -- shadow traffic ------------------------------------------------------------------
+
+
+def shadow_to_proto(shadow: Shadow, serving: int | None) -> pb.ShadowState:
+    started = dt.datetime.fromtimestamp(shadow.started_at, dt.UTC)
+    return pb.ShadowState(
+        name=shadow.name,
+        version=shadow.version,
+        serving_version=serving or 0,
+        sample=shadow.sample,
+        requests=shadow.requests,
+        failures=shadow.failures,
+        skipped=shadow.skipped,
+        rows=shadow.rows,
+        agreeing_rows=shadow.agreeing,
+        agreement=shadow.agreement or 0.0,
+        started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
