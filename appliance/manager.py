@@ -123,6 +123,13 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for name in sorted(self._loaded) for _, m in sorted(self._loaded[name].items())]
 
+    def loaded_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that answer, as V2 metadata lists them."""
+        cascade = self.cascades.get(name)
+        if cascade is not None:
+            return [cascade.version]
+        return sorted(self._loaded.get(name, {}))
+
     def default_version(self, name: str) -> int | None:
         return self._default.get(name)
 
