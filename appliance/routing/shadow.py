@@ -10,8 +10,9 @@ model (beyond that a request is not copied, and counted as skipped), each bounde
 ``TIMEOUT_S``; the candidate's errors are counted and logged, never raised to anyone.
 Its own batcher runs it, so it competes with serving for the CPU only, not for a queue.
 
-Agreement, per row: the same top class when the model has a class-probability output
-(``_classes``), else every output within cosine similarity ``MIN_COSINE`` of the
+Agreement, per row: the same top class when the model is a classifier (a package with
+labels, or an output named ``probabilities``; its probability output as ``_classes``
+finds it), else every output within cosine similarity ``MIN_COSINE`` of the
 serving version's (exact equality for integer, boolean and string outputs). The share
 of agreeing rows is ``appliance_shadow_agreement_ratio{model,version}``.
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 from appliance.model import Array, LoadedModel, ModelSpec, RequestTensor
-from appliance.routing._classes import by_row, probability_output
+from appliance.routing._classes import PROBABILITIES, by_row, probability_output
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def agreement(
 ) -> tuple[int, int]:
     """(agreeing rows, rows) between two answers to one request (rule: module docstring)."""
     batched = spec.max_batch_size > 0
-    scores = probability_output(spec.outputs)
+    scores = _class_output(spec)
     if scores is not None and scores in served and scores in candidate:
         ours, mine = by_row(served[scores], batched), by_row(candidate[scores], batched)
         if ours.shape != mine.shape:
@@ -168,6 +169,13 @@ def agreement(
     if rows is None:
         return 0, 0
     return int(rows.sum()), len(rows)
+
+
+def _class_output(spec: ModelSpec) -> str | None:
+    """A classifier's probability output; only for a model that is one (a package with
+    labels, or an output named ``probabilities``): an embedding is (batch, dim) FP32 too."""
+    named = any(s.name == PROBABILITIES for s in spec.outputs)
+    return probability_output(spec.outputs) if named or spec.labels else None
 
 
 def _rows_agree(ours: Array, theirs: Array | None) -> Array:
