@@ -4,8 +4,13 @@ Given the class probabilities of a small and a large model on the same labelled 
 every threshold t makes a cascade: the small model's class where its top probability is
 at least t, the large model's elsewhere (the daemon's ``[cascades.NAME]`` rule,
 ``min_confidence``). The threshold curve lists, per t, the share of rows the small model
-answers and the cascade's accuracy; the chosen threshold is the lowest (the most rows to
-the small model) whose accuracy stays within ``max_drop`` of the large model alone. Rows
+answers, the cascade's accuracy and its agreement with the large model. The chosen
+threshold is the lowest (the most rows to the small model) at which the cascade stays
+within ``max_drop`` of the large model alone in both senses: its accuracy is at most
+``max_drop`` lower, and it gives another class than the large model on at most
+``max_drop`` of the rows. The second bounds the accuracy lost on any labelling of these
+rows, so a small evaluation set's luck (the small model right where the large one is
+wrong) cannot buy rows for the small model. Rows
 are routed one by one here, as the daemon does for single-row requests (it routes a
 request of several rows as a whole).
 
@@ -73,7 +78,7 @@ def calibrate(
     chosen = None
     for t in candidates:  # ascending: the first that holds sends the most rows to small
         point = _point(float(t), confidence, small_class, large_class, labels)
-        if point.accuracy >= floor - 1e-12:
+        if point.accuracy >= floor - 1e-12 and point.agreement >= 1 - max_drop - 1e-12:
             chosen = point
             break
     curve = [_point(t, confidence, small_class, large_class, labels) for t in CURVE]

@@ -58,7 +58,8 @@ def _status(args: argparse.Namespace) -> int:
     for s in shadows:
         console.print(
             f"shadow: {s.name} version {s.version} beside version {s.serving_version} "
-            f"({s.sample:.0%} of requests, since {s.started_at}): {shadow_summary(s)}"
+            f"({s.sample:.0%} of requests, since {s.started_at}; a restart ends it): "
+            f"{shadow_summary(s)}"
         )
     if response.cache_hits or response.cache_misses:
         console.print(f"cache: {response.cache_hits} hits, {response.cache_misses} misses")

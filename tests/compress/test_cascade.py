@@ -37,6 +37,18 @@ def test_the_lowest_threshold_within_the_budget_is_chosen() -> None:
     assert "(chosen)" in strict.markdown()
 
 
+def test_luck_on_the_labels_buys_no_rows() -> None:
+    """The small model is right where the large one is wrong: accuracy alone would send
+    that row to it, but the cascade must also agree with the large model."""
+    labels = np.array([0, 0, 1, 1])
+    large = two_class([0.9, 0.8, 0.2, 0.6])  # wrong on row 3
+    small = two_class([0.99, 0.95, 0.05, 0.3])  # right everywhere; row 3 at 0.7
+    result = calibrate(small, large, labels, max_drop=0.0)
+    assert result.chosen is not None
+    assert result.chosen.threshold == pytest.approx(0.95)  # row 3 (0.7) stays with the large
+    assert (result.chosen.small_share, result.chosen.agreement) == (0.75, 1.0)
+
+
 def test_logits_are_refused() -> None:
     with pytest.raises(DataError, match="not probabilities"):
         calibrate(np.array([[2.0, 1.0]]), np.array([[0.5, 0.5]]), np.array([0]))
