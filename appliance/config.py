@@ -247,6 +247,29 @@ class ModelOverrides(_Section):
     """Seconds a retrain run may take before it is killed."""
 
 
+class CascadeConfig(_Section):
+    """``[cascades.NAME]``: served as model NAME; each request goes to the stages in order
+    and the first whose every row reaches ``min_confidence`` answers (the last always
+    does). The stages are models of the repository with the same inputs (``appliance.routing``)."""
+
+    stages: list[str] = Field(min_length=2)
+    """Model names, cheapest first, for instance ``["small", "large"]``."""
+    # 0.9: a common starting point; `appliance compress --cascade` calibrates it on the
+    # evaluation data so the cascade stays within the budget of the last stage.
+    min_confidence: float = Field(default=0.9, gt=0, le=1)
+    """Top-class probability at or above which a stage's answer is final."""
+    probabilities: str | None = None
+    """Output holding the class probabilities; unset: ``probabilities``, else the stages'
+    only FP32 output shaped (batch, classes)."""
+
+    @field_validator("stages")
+    @classmethod
+    def _distinct(cls, stages: list[str]) -> list[str]:
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"expected distinct model names, got {stages}")
+        return stages
+
+
 Role = Literal["infer", "admin"]
 
 
@@ -350,9 +373,18 @@ class Config(_Section):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     models: dict[str, ModelOverrides] = Field(default_factory=dict)
     """``[models.NAME]`` tables: settings of one model that differ from the defaults."""
+    cascades: dict[str, CascadeConfig] = Field(default_factory=dict)
+    """``[cascades.NAME]`` tables: a model NAME answered by the cheapest confident stage."""
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @model_validator(mode="after")
+    def _cascade_names(self) -> Config:
+        for name, cascade in self.cascades.items():
+            if name in cascade.stages:
+                raise ValueError(f"cascade {name!r} lists itself among its stages {cascade.stages}")
+        return self
 
     def batching_for(self, model: str) -> BatchingConfig:
         """The batching settings of one model: defaults with its overrides applied."""
@@ -414,6 +446,7 @@ __all__ = [
     "AuthConfig",
     "AdminTLSConfig",
     "BatchingConfig",
+    "CascadeConfig",
     "CertificateEntry",
     "Config",
     "LifecycleConfig",

@@ -11,6 +11,10 @@ Which versions may become the default, and whether a folder may load at all, is 
 ``VersionPolicy``'s call (the lifecycle's ``ServingPolicy`` on a box): every version is
 verified by it before its session is built, and one that fails is refused, logged and
 skipped for the next preferred version, the last good one.
+
+Routing (``appliance.routing``) hooks in here, so both ports get it: a cascade's name
+answers as a model of its own, and each answer of a shadowed model's serving version
+may be copied to its candidate (after the answer, never in its way).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from appliance.errors import (
 )
 from appliance.model import Array, LoadedModel, ModelSpec, ModelState, RequestTensor
 from appliance.repository import Repository, VersionSource
+from appliance.routing import CascadeModel, RoutingCollector, ShadowTraffic, build_cascades
 from appliance.runtime import ProviderChoice, Session
 
 if TYPE_CHECKING:
@@ -106,6 +111,12 @@ class ModelManager:
         self._lock = asyncio.Lock()  # one load/unload/switch at a time
         #: Predicted classes kept per request id for outcome feedback; set by the daemon.
         self.outcomes: Outcomes | None = None
+        #: Shadows in force (``appliance models shadow``); in memory, a restart ends them.
+        self.shadows = ShadowTraffic(self.find)
+        #: ``[cascades.NAME]``, checked against the loaded models by ``load_all``.
+        self.cascades: dict[str, CascadeModel] = {}
+        if monitoring is not None and monitoring.enabled:
+            monitoring.registry.register(RoutingCollector(self.shadows, lambda: self.cascades))
 
     # -- lookups ---------------------------------------------------------------
 
@@ -115,11 +126,21 @@ class ModelManager:
     def loaded(self) -> list[LoadedModel]:
         return [m for name in sorted(self._loaded) for _, m in sorted(self._loaded[name].items())]
 
+    def loaded_versions(self, name: str) -> list[int]:
+        """The versions of ``name`` that answer, as V2 metadata lists them."""
+        cascade = self.cascades.get(name)
+        if cascade is not None:
+            return [cascade.version]
+        return sorted(self._loaded.get(name, {}))
+
     def default_version(self, name: str) -> int | None:
         return self._default.get(name)
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The model that answers ``name`` at ``version`` ("" for the default)."""
+        cascade = self.cascades.get(name)
+        if cascade is not None:
+            return cascade.at(version)
         versions = self._loaded.get(name)
         if not versions:
             raise self._not_loaded(name)
@@ -161,7 +182,8 @@ class ModelManager:
     ) -> tuple[LoadedModel, dict[str, Array]]:
         """Run a request; an unversioned one that meets a version being retired retries.
 
-        A request with an id leaves its predicted class for outcome feedback."""
+        A request with an id leaves its predicted class for outcome feedback; a shadowed
+        model's answer may then be copied to its candidate."""
         model, outputs = await self._infer(name, version, tensors, requested_outputs, deadline)
         if request_id and self.outcomes is not None:
             self.outcomes.remember(model, request_id, outputs)
@@ -177,7 +199,7 @@ class ModelManager:
     ) -> tuple[LoadedModel, dict[str, Array]]:
         model = self.get(name, version)
         try:
-            return model, await model.infer(tensors, requested_outputs, deadline)
+            outputs = await model.infer(tensors, requested_outputs, deadline)
         except NotReadyError:
             if version:
                 raise
@@ -185,7 +207,10 @@ class ModelManager:
             successor = self.get(name, version)
             if successor is model:
                 raise
-            return successor, await successor.infer(tensors, requested_outputs, deadline)
+            model = successor
+            outputs = await model.infer(tensors, requested_outputs, deadline)
+        self.shadows.mirror(model, tensors, requested_outputs, outputs)
+        return model, outputs
 
     def index(self) -> list[IndexEntry]:
         entries: list[IndexEntry] = []
@@ -204,13 +229,18 @@ class ModelManager:
     # -- loading ---------------------------------------------------------------
 
     async def load_all(self) -> None:
-        """At start: every model in the repository, per the version policy. Never raises
-        for one bad model: it is logged and listed UNAVAILABLE with the reason."""
+        """At start: every model in the repository, per the version policy, then the
+        cascades over them. Never raises for one bad model: it is logged and listed
+        UNAVAILABLE with the reason; a cascade that does not check out is a
+        ``ConfigError``."""
         for name in sorted(self.repository.models()):
             try:
                 await self.load(name)
             except ApplianceError as exc:
                 log.error("model %r not loaded: %s", name, exc)
+        self.cascades = build_cascades(
+            self.config.cascades, self.get, set(self.repository.models())
+        )
 
     async def load(self, name: str) -> list[int]:
         """(Re)load a model from the repository: RepositoryModelLoad.
@@ -377,6 +407,7 @@ class ModelManager:
                 await self.retire(name, version)
 
     async def close(self, grace: float | None = None) -> None:
+        await self.shadows.close()
         for model in self.loaded():
             await self.retire(model.name, model.version, grace)
 

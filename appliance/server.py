@@ -54,6 +54,7 @@ from appliance.quality import (
     SiteEvaluator,
 )
 from appliance.repository import Repository
+from appliance.routing.control import ShadowControl
 from appliance.runtime import ProviderChoice, choose_providers
 from appliance.security import (
     Authenticator,
@@ -196,6 +197,7 @@ class Daemon:
             self.status,
             authenticator=self.authenticator,
             audit=self.audit,
+            shadows=self._shadow_control(),
         )
         try:
             await admin.start()
@@ -206,6 +208,11 @@ class Daemon:
             log.warning("admin service not started: %s; serving without it", exc)
             return
         self._admin = admin
+
+    def _shadow_control(self) -> ShadowControl | None:
+        if self.manager is None:
+            return None
+        return ShadowControl(self.manager, self.audit, self.config.server.grace_period_s)
 
     def status(self) -> DaemonStatus:
         """What ``appliance status`` shows."""

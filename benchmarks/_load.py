@@ -14,6 +14,9 @@ with a server under test.
     request = infer_request("breast_cancer", {"input": x})  # bytes
     result = run_load("127.0.0.1:8001", request, concurrency=16, duration=10.0)
     result.throughput, result.p50_ms, result.p99_ms, result.errors
+
+A list of requests instead of one is sent in turn (each worker takes the next), for
+workloads whose cost depends on the data (a cascade).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,7 @@ def infer_request(
 
 def run_load(
     target: str,
-    request: bytes,
+    request: bytes | Sequence[bytes],
     concurrency: int,
     duration: float,
     *,
@@ -86,9 +89,10 @@ def run_load(
     timeout: float = 30.0,
 ) -> LoadResult:
     """Drive ``target`` (HOST:PORT) for ``duration`` seconds, in a child process."""
+    requests = [request] if isinstance(request, bytes) else list(request)
     job = {
         "target": target,
-        "request": base64.b64encode(request).decode(),
+        "requests": [base64.b64encode(r).decode() for r in requests],
         "concurrency": concurrency,
         "duration": duration,
         "warmup": warmup,
@@ -115,7 +119,8 @@ class _Loop:
 
     def __init__(self, job: dict[str, Any]):
         self.job = job
-        self.request = base64.b64decode(job["request"])
+        self.requests = [base64.b64decode(r) for r in job["requests"]]
+        self.next = 0
         self.latencies_ns: list[int] = []
         self.errors = 0
         self.first_error = ""
@@ -126,9 +131,11 @@ class _Loop:
     async def worker(self, call: Any) -> None:
         timeout = self.job["timeout"]
         while not self.stopping:
+            request = self.requests[self.next % len(self.requests)]
+            self.next += 1
             start = time.perf_counter_ns()
             try:
-                await call(self.request, timeout=timeout)
+                await call(request, timeout=timeout)
             except Exception as exc:  # grpc.aio.AioRpcError, counted not raised
                 self.sent += 1
                 if self.measuring:

@@ -590,3 +590,149 @@ class EvaluateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EvaluateResponse: _TypeAlias = EvaluateResponse  # noqa: Y015
+
+@_typing.final
+class ShadowRequest(_message.Message):
+    """-- shadow traffic ------------------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SAMPLE_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.int
+    """the candidate; ignored with stop"""
+    sample: _builtins.float
+    """share of requests copied, (0, 1]; 0: all of them"""
+    stop: _builtins.bool
+    """end the model's shadow"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        sample: _builtins.float = ...,
+        stop: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "sample", b"sample", "stop", b"stop", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowRequest: _TypeAlias = ShadowRequest  # noqa: Y015
+
+@_typing.final
+class ShadowState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SERVING_VERSION_FIELD_NUMBER: _builtins.int
+    SAMPLE_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    AGREEING_ROWS_FIELD_NUMBER: _builtins.int
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    version: _builtins.int
+    """the candidate"""
+    serving_version: _builtins.int
+    sample: _builtins.float
+    requests: _builtins.int
+    """copied to the candidate"""
+    failures: _builtins.int
+    """copies the candidate did not answer"""
+    skipped: _builtins.int
+    """not copied: too many in flight, or candidate not loaded"""
+    rows: _builtins.int
+    """rows compared"""
+    agreeing_rows: _builtins.int
+    agreement: _builtins.float
+    """agreeing_rows / rows; 0 when no row was compared"""
+    started_at: _builtins.str
+    """ISO 8601, UTC"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+        serving_version: _builtins.int = ...,
+        sample: _builtins.float = ...,
+        requests: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        skipped: _builtins.int = ...,
+        rows: _builtins.int = ...,
+        agreeing_rows: _builtins.int = ...,
+        agreement: _builtins.float = ...,
+        started_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreeing_rows", b"agreeing_rows", "agreement", b"agreement", "failures", b"failures", "name", b"name", "requests", b"requests", "rows", b"rows", "sample", b"sample", "serving_version", b"serving_version", "skipped", b"skipped", "started_at", b"started_at", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowState: _TypeAlias = ShadowState  # noqa: Y015
+
+@_typing.final
+class ShadowResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHADOW_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shadow(self) -> Global___ShadowState:
+        """as it stands (when stopped: its final counts)"""
+
+    def __init__(
+        self,
+        *,
+        shadow: Global___ShadowState | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shadow", b"shadow"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shadow", b"shadow"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowResponse: _TypeAlias = ShadowResponse  # noqa: Y015
+
+@_typing.final
+class ListShadowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListShadowsRequest: _TypeAlias = ListShadowsRequest  # noqa: Y015
+
+@_typing.final
+class ListShadowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHADOWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shadows(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowState]: ...
+    def __init__(
+        self,
+        *,
+        shadows: _abc.Iterable[Global___ShadowState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shadows", b"shadows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListShadowsResponse: _TypeAlias = ListShadowsResponse  # noqa: Y015

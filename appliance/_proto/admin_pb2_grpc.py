@@ -69,6 +69,16 @@ class AdminStub:
                 request_serializer=appliance_dot___proto_dot_admin__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=appliance_dot___proto_dot_admin__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.Shadow = channel.unary_unary(
+                '/appliance.admin.v1.Admin/Shadow',
+                request_serializer=appliance_dot___proto_dot_admin__pb2.ShadowRequest.SerializeToString,
+                response_deserializer=appliance_dot___proto_dot_admin__pb2.ShadowResponse.FromString,
+                _registered_method=True)
+        self.ListShadows = channel.unary_unary(
+                '/appliance.admin.v1.Admin/ListShadows',
+                request_serializer=appliance_dot___proto_dot_admin__pb2.ListShadowsRequest.SerializeToString,
+                response_deserializer=appliance_dot___proto_dot_admin__pb2.ListShadowsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -119,6 +129,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Shadow(self, request, context):
+        """Shadow traffic: copy a share of a model's live requests to a candidate version and
+        compare; clients only get the serving version's answers. `stop` ends it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListShadows(self, request, context):
+        """The shadows in force, with their agreement so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +181,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=appliance_dot___proto_dot_admin__pb2.EvaluateRequest.FromString,
                     response_serializer=appliance_dot___proto_dot_admin__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'Shadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.Shadow,
+                    request_deserializer=appliance_dot___proto_dot_admin__pb2.ShadowRequest.FromString,
+                    response_serializer=appliance_dot___proto_dot_admin__pb2.ShadowResponse.SerializeToString,
+            ),
+            'ListShadows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListShadows,
+                    request_deserializer=appliance_dot___proto_dot_admin__pb2.ListShadowsRequest.FromString,
+                    response_serializer=appliance_dot___proto_dot_admin__pb2.ListShadowsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +382,60 @@ class Admin:
             '/appliance.admin.v1.Admin/Evaluate',
             appliance_dot___proto_dot_admin__pb2.EvaluateRequest.SerializeToString,
             appliance_dot___proto_dot_admin__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Shadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.admin.v1.Admin/Shadow',
+            appliance_dot___proto_dot_admin__pb2.ShadowRequest.SerializeToString,
+            appliance_dot___proto_dot_admin__pb2.ShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListShadows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.admin.v1.Admin/ListShadows',
+            appliance_dot___proto_dot_admin__pb2.ListShadowsRequest.SerializeToString,
+            appliance_dot___proto_dot_admin__pb2.ListShadowsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ service that knows the ``appliance.admin.v1`` message layout.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from appliance.lifecycle import (
     PushResult,
     SwitchResult,
 )
+from appliance.routing import Shadow
 
 if TYPE_CHECKING:
     from appliance.quality import GateReport
@@ -142,4 +144,24 @@ def evaluation_to_proto(report: GateReport) -> pb.EvaluateResponse:
         rows=rows,
         table=report.table(),
         summary=report.summary(),
+    )
+
+
+# -- shadow traffic ------------------------------------------------------------------
+
+
+def shadow_to_proto(shadow: Shadow, serving: int | None) -> pb.ShadowState:
+    started = dt.datetime.fromtimestamp(shadow.started_at, dt.UTC)
+    return pb.ShadowState(
+        name=shadow.name,
+        version=shadow.version,
+        serving_version=serving or 0,
+        sample=shadow.sample,
+        requests=shadow.requests,
+        failures=shadow.failures,
+        skipped=shadow.skipped,
+        rows=shadow.rows,
+        agreeing_rows=shadow.agreeing,
+        agreement=shadow.agreement or 0.0,
+        started_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
     )

@@ -148,6 +148,15 @@ class AdminClient:
         request = pb.EvaluateRequest(name=name, version=version)
         return self._call(self._stub.Evaluate, request, pb.EvaluateResponse)
 
+    def shadow(
+        self, name: str, version: int = 0, sample: float = 1.0, stop: bool = False
+    ) -> pb.ShadowResponse:
+        request = pb.ShadowRequest(name=name, version=version, sample=sample, stop=stop)
+        return self._call(self._stub.Shadow, request, pb.ShadowResponse)
+
+    def shadows(self) -> pb.ListShadowsResponse:
+        return self._call(self._stub.ListShadows, pb.ListShadowsRequest(), pb.ListShadowsResponse)
+
     def _call(self, method: Callable[..., Any], request: Any, expected: type[Response]) -> Response:
         try:
             response = method(request, timeout=self.timeout)

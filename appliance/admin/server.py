@@ -23,6 +23,7 @@ from appliance.audit import AuditSink
 from appliance.config import AdminConfig
 from appliance.errors import ConfigError
 from appliance.lifecycle import DaemonStatus, Lifecycle
+from appliance.routing.control import ShadowControl
 from appliance.security.access import Gatekeeper
 from appliance.security.gate import Gate, admin_only
 from appliance.security.identity import Authenticator
@@ -43,8 +44,10 @@ class AdminServer:
         *,
         authenticator: Authenticator,
         audit: AuditSink,
+        shadows: ShadowControl | None = None,
     ):
         self.config = config
+        self._shadows = shadows
         self._lifecycle = lifecycle
         self._status = status
         self._authenticator = authenticator
@@ -71,7 +74,7 @@ class AdminServer:
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
         )
         pb_grpc.add_AdminServicer_to_server(  # type: ignore[no-untyped-call]
-            AdminServicer(self._lifecycle, self._status), server
+            AdminServicer(self._lifecycle, self._status, self._shadows), server
         )
         if not server.add_insecure_port(private.address):
             private.remove()

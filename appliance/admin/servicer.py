@@ -17,7 +17,9 @@ import grpc
 from appliance._proto import admin_pb2 as pb
 from appliance._proto import admin_pb2_grpc as pb_grpc
 from appliance.admin import _convert as convert
+from appliance.errors import NotReadyError
 from appliance.lifecycle import DaemonStatus, Lifecycle
+from appliance.routing.control import ShadowControl
 from appliance.security.access import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -28,9 +30,15 @@ def _who() -> str:
 
 
 class AdminServicer(pb_grpc.AdminServicer):
-    def __init__(self, lifecycle: Lifecycle, status: Callable[[], DaemonStatus]):
+    def __init__(
+        self,
+        lifecycle: Lifecycle,
+        status: Callable[[], DaemonStatus],
+        shadows: ShadowControl | None = None,
+    ):
         self._lifecycle = lifecycle
         self._status = status
+        self._shadows = shadows
 
     async def Upload(
         self, request_iterator: AsyncIterator[pb.UploadRequest], context: Context
@@ -75,3 +83,29 @@ class AdminServicer(pb_grpc.AdminServicer):
     async def Evaluate(self, request: pb.EvaluateRequest, context: Context) -> pb.EvaluateResponse:
         report = await self._lifecycle.evaluate(request.name, request.version, who=_who())
         return convert.evaluation_to_proto(report)
+
+    # -- shadow traffic ------------------------------------------------------------
+
+    def _shadow_control(self) -> ShadowControl:
+        if self._shadows is None:
+            raise NotReadyError("shadow traffic is not available on this daemon")
+        return self._shadows
+
+    async def Shadow(self, request: pb.ShadowRequest, context: Context) -> pb.ShadowResponse:
+        control = self._shadow_control()
+        if request.stop:
+            shadow = await control.stop(request.name, who=_who())
+        else:
+            sample = request.sample or 1.0  # unset: every request
+            shadow = await control.start(request.name, request.version, sample, who=_who())
+        serving = control.serving_version(shadow.name)
+        return pb.ShadowResponse(shadow=convert.shadow_to_proto(shadow, serving))
+
+    async def ListShadows(
+        self, request: pb.ListShadowsRequest, context: Context
+    ) -> pb.ListShadowsResponse:
+        control = self._shadow_control()
+        shadows = [
+            convert.shadow_to_proto(s, control.serving_version(s.name)) for s in control.shadows()
+        ]
+        return pb.ListShadowsResponse(shadows=shadows)

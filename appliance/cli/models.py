@@ -1,4 +1,5 @@
-"""``appliance models list | push | activate | rollback | remove | evaluate``: the admin CLI.
+"""``appliance models list | push | activate | rollback | remove | evaluate | shadow``: the
+admin CLI.
 
 Each command is one call to the daemon's admin service (``appliance.admin.AdminClient``):
 readable tables by default, ``--json`` for scripts, and the exit codes of
@@ -74,6 +75,25 @@ def register(subparsers: Any) -> None:
     )
     add_admin_arguments(evaluate)
     evaluate.set_defaults(func=_evaluate)
+
+    shadow = sub.add_parser(
+        "shadow",
+        help="copy a share of live requests to a candidate version and compare (or --stop)",
+        description="Clients keep getting the serving version's answers; the agreement "
+        "shows in `appliance status` and /metrics. Ends with --stop or a restart.",
+    )
+    shadow.add_argument("name")
+    shadow.add_argument("version", type=int, nargs="?", help="the candidate (not with --stop)")
+    shadow.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="share of requests copied, in (0, 1] (default: 1, every request)",
+    )
+    shadow.add_argument("--stop", action="store_true", help="end the model's shadow")
+    add_admin_arguments(shadow)
+    shadow.set_defaults(func=_shadow)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -180,3 +200,35 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{response.summary} ({response.metric})")
     print(response.table)
     return 0
+
+
+def _shadow(args: argparse.Namespace) -> int:
+    from appliance.errors import InvalidInputError
+
+    if args.stop == (args.version is not None):
+        raise InvalidInputError(
+            "appliance models shadow: expected NAME VERSION to start a shadow, or NAME --stop"
+        )
+    with connect(args) as client:
+        if args.stop:
+            response = client.shadow(args.name, stop=True)
+        else:
+            response = client.shadow(args.name, args.version, args.sample)
+    if args.json:
+        print_json(message_dict(response.shadow))
+        return 0
+    s = response.shadow
+    if args.stop:
+        print(f"{s.name} version {s.version}: shadow stopped; {shadow_summary(s)}")
+    else:
+        print(
+            f"{s.name} version {s.version}: shadowing {s.sample:.0%} of the requests to "
+            f"version {version_text(s.serving_version)}"
+        )
+    return 0
+
+
+def shadow_summary(s: Any) -> str:
+    """Agreement and counts of one ``ShadowState``, in words."""
+    agreement = f"agreement {s.agreement:.1%} of {s.rows} rows" if s.rows else "no row compared"
+    return f"{agreement}, {s.requests} copied, {s.failures} failed, {s.skipped} skipped"

@@ -1,7 +1,8 @@
 """``appliance status``: the daemon's state, execution providers and models at a glance.
 
 Monitoring figures (request rate, latency percentiles, drift) appear when the daemon's
-monitoring fills them; ``--json`` gives every field for scripts.
+monitoring fills them, and shadows in force with their agreement (they last until
+``--stop`` or a restart); ``--json`` gives every field for scripts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from typing import Any
 
 from appliance.cli._admin import add_admin_arguments, connect, message_dict, print_json
+from appliance.cli.models import shadow_summary
 
 
 def register(subparsers: Any) -> None:
@@ -25,8 +27,9 @@ def _versions(values: Any) -> str:
 def _status(args: argparse.Namespace) -> int:
     with connect(args) as client:
         response = client.status()
+        shadows = client.shadows().shadows
     if args.json:
-        print_json(message_dict(response))
+        print_json({**message_dict(response), "shadows": [message_dict(s) for s in shadows]})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -52,6 +55,12 @@ def _status(args: argparse.Namespace) -> int:
             m.drift_state or "-",
         )
     console.print(table)
+    for s in shadows:
+        console.print(
+            f"shadow: {s.name} version {s.version} beside version {s.serving_version} "
+            f"({s.sample:.0%} of requests, since {s.started_at}; a restart ends it): "
+            f"{shadow_summary(s)}"
+        )
     if response.cache_hits or response.cache_misses:
         console.print(f"cache: {response.cache_hits} hits, {response.cache_misses} misses")
     return 0

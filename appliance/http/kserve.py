@@ -91,7 +91,7 @@ class KServeRoutes:
         name, version = _target(request)
         request[DESCRIBED] = Described(name, version)
         model = self._manager.get(name, version)
-        versions = [str(m.version) for m in self._manager.loaded() if m.name == model.name]
+        versions = [str(v) for v in self._manager.loaded_versions(model.name)]
         return _json(
             {
                 "name": model.name,

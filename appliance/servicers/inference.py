@@ -74,7 +74,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
         model = self._manager.get(request.name, request.version)
-        versions = [m.version for m in self._manager.loaded() if m.name == model.name]
+        versions = self._manager.loaded_versions(model.name)
         return convert.model_metadata_to_proto(model, versions)
 
     async def ModelInfer(

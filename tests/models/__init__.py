@@ -260,3 +260,32 @@ def pixel_model(path: Path, width: int = 4) -> Path:
         initializer=[numpy_helper.from_array(np.array(255.0, dtype=np.float32), "scale")],
     )
     return _save(graph, path)
+
+
+def classifier_model(path: Path, weights: np.ndarray) -> Path:
+    """probabilities = softmax(x @ weights): x (batch, features) FP32 -> (batch, classes).
+
+    The tiny classifier of the routing tests: the weights decide its classes and how
+    confident it is (scaling them up sharpens the probabilities).
+    """
+    features, classes = weights.shape
+    inits = [numpy_helper.from_array(weights.astype(np.float32), "w")]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])],
+        initializer=inits,
+    )
+    return _save(graph, path)
+
+
+def softmax_of(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """What ``classifier_model`` answers for ``x``, computed with numpy."""
+    logits = x.astype(np.float64) @ weights.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
