@@ -458,6 +458,8 @@ def _apply(turn: Any, options: SamplingOptions, paged: bool) -> None:
     zero (or top-p/top-k with no temperature) asks for sampling, as vLLM reads them."""
     if options.max_tokens is not None:
         turn.set_max_generated_tokens(options.max_tokens)
+        if options.ignore_eos:
+            turn.set_min_generated_tokens(options.max_tokens)
     if options.repetition_penalty is not None:
         turn.set_repetition_penalty(options.repetition_penalty)
     sampling = (options.temperature or 0) > 0 or (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,8 @@ class GenerativeVersion:
             )
         ids = self.tokenize(prompt)
         context = self.context_length
+        if options.ignore_eos and options.max_tokens is None:
+            options = replace(options, max_tokens=max(context - len(ids), 1))
         if len(ids) + (options.max_tokens or 1) > context:
             asked = f" plus max_tokens {options.max_tokens}" if options.max_tokens else ""
             raise InvalidInputError(

@@ -1,7 +1,7 @@
 """A generative model's V2 tensors, as Triton's vLLM backend names them (its ``src/model.py``).
 
 Inputs: ``text_input`` BYTES [1]; optional ``stream`` BOOL [1], ``sampling_parameters``
-BYTES [1] (a JSON object of DESIGN.md's sampling keys), ``exclude_input_in_output``,
+BYTES [1] (a JSON object of DESIGN.md's sampling keys, and vLLM's ``ignore_eos``), ``exclude_input_in_output``,
 ``return_finish_reason``, ``return_num_input_tokens``, ``return_num_output_tokens`` BOOL
 [1]. Outputs: ``text_output`` BYTES, and when asked ``finish_reason`` BYTES,
 ``num_input_tokens`` and ``num_output_tokens`` UINT32. Owns parsing and checking those
@@ -49,6 +49,7 @@ SAMPLING_KEYS = (
     "seed",
     "stop",
     "repetition_penalty",
+    "ignore_eos",
 )
 
 INPUTS = (
@@ -180,7 +181,19 @@ def parse_sampling(text: str) -> SamplingOptions:
         seed=_number(raw, "seed", int, low=0),
         stop=_stop(raw.get("stop")),
         repetition_penalty=_number(raw, "repetition_penalty", float, low=0.0, open_low=True),
+        ignore_eos=_flag(raw, "ignore_eos"),
     )
+
+
+def _flag(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise InvalidInputError(
+            f"{SAMPLING}.{key}: expected true or false, got a JSON {type(value).__name__}"
+        )
+    return value
 
 
 def _number(

@@ -24,6 +24,8 @@ class SamplingOptions:
     stop: tuple[str, ...] = field(default_factory=tuple)
     top_k: int | None = None  # V2 only; OpenAI has no top_k
     repetition_penalty: float | None = None  # V2 only
+    # vLLM's key: generate max_tokens whatever the model says (benchmarks, load tests).
+    ignore_eos: bool = False  # V2 only
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,13 @@ class Interleaved(Generic[Request, Response]):
                     raise item
                 yield item
         finally:
+            # Cancelled, not awaited: the call's layers finish their own cleanup right
+            # after this, while gRPC still holds the call (awaiting here let gRPC free
+            # it first, and a layer then touched a freed call). The tasks end at their
+            # next await; a generation's turn is cancelled from there.
             reader.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(reader, *self._tasks, return_exceptions=True)
 
     async def _read(self, requests: AsyncIterator[Request]) -> None:
         try:

@@ -85,13 +85,18 @@ class Stream:
         )
 
     def collect(self, ids: list[str], timeout: float = 60.0) -> dict[str, Answer]:
+        """Until every request is answered; a refusal (tritonclient gives it without its
+        request id) goes to the one open request, or to ``errors`` when several are."""
         answers = {i: Answer() for i in ids}
-        while not all(a.done for a in answers.values()):
+        self.errors: list[str] = []
+        while sum(a.done for a in answers.values()) + len(self.errors) < len(ids):
             result, error = self._events.get(timeout=timeout)
             if error is not None:
-                # tritonclient gives a stream error without the request id: the oldest open.
                 open_ids = [i for i, a in answers.items() if not a.done]
-                answers[open_ids[0]].error = str(error)
+                if len(open_ids) == 1:
+                    answers[open_ids[0]].error = str(error)
+                else:
+                    self.errors.append(str(error))
                 continue
             response = result.get_response()
             answer = answers[response.id]
