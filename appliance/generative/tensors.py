@@ -1,12 +1,13 @@
 """A generative model's V2 tensors, as Triton's vLLM backend names them (its ``src/model.py``).
 
 Inputs: ``text_input`` BYTES [1]; optional ``stream`` BOOL [1], ``sampling_parameters``
-BYTES [1] (a JSON object of DESIGN.md's sampling keys, and vLLM's ``ignore_eos``), ``exclude_input_in_output``,
-``return_finish_reason``, ``return_num_input_tokens``, ``return_num_output_tokens`` BOOL
-[1]. Outputs: ``text_output`` BYTES, and when asked ``finish_reason`` BYTES,
-``num_input_tokens`` and ``num_output_tokens`` UINT32. Owns parsing and checking those
-inputs (every refusal says what was expected and what arrived, never the text) and
-building the outputs of one response; knows nothing of protobuf or of the engine.
+BYTES [1] (a JSON object of DESIGN.md's sampling keys, and vLLM's ``ignore_eos``),
+``exclude_input_in_output``, ``return_finish_reason``, ``return_num_input_tokens``,
+``return_num_output_tokens`` BOOL [1]. Outputs: ``text_output`` BYTES, and when asked
+``finish_reason`` BYTES, ``num_input_tokens`` and ``num_output_tokens`` UINT32. Owns
+parsing and checking those inputs (every refusal says what was expected and what
+arrived, never the text) and building the outputs of one response; knows nothing of
+protobuf or of the engine.
 
 Like the vLLM backend, a request that does not stream gets the prompt in front of its
 text unless ``exclude_input_in_output`` says otherwise, and a streamed one only the new
