@@ -31,7 +31,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,7 +124,8 @@ class _Job:
     ids: np.ndarray[Any, np.dtype[np.int32]]  # (prompt_tokens,)
     options: SamplingOptions
     deadline: float | None
-    deliver: Callable[[Piece | BaseException], None]
+    loop: asyncio.AbstractEventLoop
+    pieces: asyncio.Queue[Piece | BaseException]
     submitted: float = field(default_factory=time.monotonic)
     cancelled: bool = False
     request: Any = None  # og.Request once begun
@@ -144,14 +145,23 @@ class Turn:
     """The asyncio side of one generation: pieces arrive in order; ``cancel`` stops it
     at the engine's next step."""
 
-    def __init__(self, job: _Job, pieces: asyncio.Queue[Piece | BaseException]):
+    def __init__(self, job: _Job):
         self._job = job
-        self._pieces = pieces
+        self._pieces = job.pieces
+        self._error: BaseException | None = None
         self.done = False
 
     async def next(self) -> Piece:
-        """The next piece; the last has a ``finish_reason``. Raises the request's error."""
-        item = await self._pieces.get()
+        """The next piece; the last has a ``finish_reason``. Raises the request's error.
+        Pieces that queued while the consumer was busy come merged into one (a client
+        slower than the engine gets fewer, longer pieces; no token is lost)."""
+        item = self._error or await self._pieces.get()
+        while isinstance(item, Piece) and item.finish_reason is None and self._pieces.qsize():
+            following = self._pieces.get_nowait()
+            if isinstance(following, BaseException):
+                self._error = following
+                break
+            item = _merged(item, following)
         if isinstance(item, BaseException):
             self.done = True
             raise item
@@ -190,6 +200,7 @@ class GenerationEngine:
         self._engine: Any = None
         self._buffer: Any = None
         self._active: dict[int, _Job] = {}  # id(og.Request) -> its job
+        self._outbox: list[tuple[_Job, Piece | BaseException]] = []  # this step's pieces
         self._thread = threading.Thread(
             target=self._main, name=f"genai:{folder.parent.name}:{folder.name}", daemon=True
         )
@@ -236,13 +247,13 @@ class GenerationEngine:
         deadline: float | None,
     ) -> Turn:
         """Queue one generation; refuse it at once when the engine is full or closing."""
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[Piece | BaseException] = asyncio.Queue()
-
-        def deliver(item: Piece | BaseException) -> None:  # engine thread
-            loop.call_soon_threadsafe(pieces.put_nowait, item)
-
-        job = _Job(np.asarray(ids, dtype=np.int32), options, deadline, deliver)
+        job = _Job(
+            np.asarray(ids, dtype=np.int32),
+            options,
+            deadline,
+            asyncio.get_running_loop(),
+            asyncio.Queue(),
+        )
         with self._lock:
             if self._closing:
                 raise NotReadyError(f"model folder {self.folder.name} is unloading")
@@ -255,7 +266,7 @@ class GenerationEngine:
             self._in_flight += 1
         self.metrics.sequence_started(len(job.ids))
         self._inbox.put(job)
-        return Turn(job, pieces)
+        return Turn(job)
 
     # -- the engine thread -------------------------------------------------------------
 
@@ -272,6 +283,7 @@ class GenerationEngine:
         except Exception:
             log.exception("generation engine for %s failed; its requests are ended", self.folder)
             self._abort_all(InferenceError("the generation engine failed; see the daemon log"))
+            self._hand_over()
         finally:
             self._engine = None
             self._model = None
@@ -322,6 +334,26 @@ class GenerationEngine:
             elif self._active:
                 # Turns begun but nothing left to run: finished without an event.
                 self._abort_all(InferenceError("the generation engine lost a request"))
+            self._hand_over()
+        self._hand_over()
+
+    def _deliver(self, job: _Job, item: Piece | BaseException) -> None:
+        self._outbox.append((job, item))
+
+    def _hand_over(self) -> None:
+        """The step's pieces to their event loops: one wake-up per loop and step, not
+        one per token."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Piece | BaseException]]] = {}
+        for job, item in self._outbox:
+            by_loop.setdefault(job.loop, []).append((job, item))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # that loop has closed: nobody waits for these
+                continue
 
     def _admit(self, *, block: bool) -> bool:
         """Begin the turns of new requests; False once ``close`` asked the thread to end."""
@@ -389,7 +421,7 @@ class GenerationEngine:
             elif flags & finished_flag:
                 self._finish(job, self._final_piece(job, text, event))
             elif text:
-                job.deliver(Piece(text, prompt_tokens=len(job.ids)))
+                self._deliver(job, Piece(text, prompt_tokens=len(job.ids)))
 
     def _token(self, job: _Job, token: int) -> str:
         now = time.monotonic()
@@ -427,7 +459,7 @@ class GenerationEngine:
         self._end(job, result)
 
     def _end(self, job: _Job, result: Piece | BaseException) -> None:
-        job.deliver(result)
+        self._deliver(job, result)
         self.metrics.sequence_ended(job.tokens)
         with self._lock:
             self._in_flight -= 1
@@ -445,6 +477,21 @@ class GenerationEngine:
                 return
             if waiting is not None:
                 self._end(waiting, error)
+
+
+def _put_all(items: list[tuple[_Job, Piece | BaseException]]) -> None:
+    """Event loop: each piece into its turn's queue."""
+    for job, item in items:
+        job.pieces.put_nowait(item)
+
+
+def _merged(first: Piece, then: Piece) -> Piece:
+    return Piece(
+        first.text + then.text,
+        then.finish_reason,
+        prompt_tokens=then.prompt_tokens or first.prompt_tokens,
+        completion_tokens=then.completion_tokens,
+    )
 
 
 def _cancel_error(job: _Job) -> BaseException:

@@ -99,10 +99,13 @@ def test_stream_true_on_model_infer_names_model_stream_infer(
 def test_stream_sends_one_response_per_piece_then_an_empty_final_one(
     client: triton.InferenceServerClient, references: dict[str, str]
 ) -> None:
+    sampling = {"max_tokens": 60, "ignore_eos": True}  # long enough to come in pieces
     with Stream(client) as stream:
-        stream.send("a", inputs("The patient", {"max_tokens": MAX_TOKENS}, stream=True))
+        stream.send("a", inputs("The patient", sampling, stream=True))
         answer = stream.collect(["a"])["a"]
-    assert answer.text == references["The patient"]  # only the new text when streaming
+    # Only the new text when streaming; pieces that queued while the client was busy
+    # come merged, so a busy box may send fewer than 60.
+    assert answer.text.startswith(references["The patient"])
     assert len(answer.texts) >= 2
     assert answer.finals == [False] * len(answer.texts) + [True]
     assert answer.outputs[-1] == {}  # the empty final response carries no outputs
@@ -123,17 +126,30 @@ def test_without_empty_final_the_last_piece_is_final(
     assert all(outputs for outputs in answer.outputs)
 
 
-def test_eight_requests_interleave_on_one_stream(
+def test_eight_requests_on_one_stream_get_their_own_greedy_texts(
     client: triton.InferenceServerClient, references: dict[str, str]
 ) -> None:
-    ids = [f"r{i}" for i in range(len(PROMPTS))]
+    ids = [f"g{i}" for i in range(len(PROMPTS))]
     with Stream(client) as stream:
         for request_id, prompt in zip(ids, PROMPTS, strict=True):
             stream.send(request_id, inputs(prompt, {"max_tokens": MAX_TOKENS}, stream=True))
         answers = stream.collect(ids)
+    assert {p: answers[i].text for i, p in zip(ids, PROMPTS, strict=True)} == references
+
+
+def test_eight_requests_interleave_on_one_stream(
+    client: triton.InferenceServerClient, references: dict[str, str]
+) -> None:
+    ids = [f"r{i}" for i in range(len(PROMPTS))]
+    sampling = {"max_tokens": 80, "ignore_eos": True}  # long enough to overlap
+    with Stream(client) as stream:
+        for request_id, prompt in zip(ids, PROMPTS, strict=True):
+            stream.send(request_id, inputs(prompt, sampling, stream=True))
+        answers = stream.collect(ids)
         order = stream.order
     for request_id, prompt in zip(ids, PROMPTS, strict=True):
-        assert answers[request_id].text == references[prompt], prompt
+        # Greedy up to the model's own end, then on past it (ignore_eos).
+        assert answers[request_id].text.startswith(references[prompt]), prompt
     # Side by side, not one after the other: some request's pieces came between another's
     # first and last (the engine batched them in one step).
     spans = {rid: (order.index(rid), len(order) - 1 - order[::-1].index(rid)) for rid in ids}
