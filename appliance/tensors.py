@@ -115,7 +115,10 @@ def _decode_bytes(
             raise InvalidInputError(
                 f"input {name!r}: shape {list(shape)} needs {count} values, got {got}"
             )
-        items = [bytes(v) for v in values]
+        # gRPC's bytes_contents carry bytes; V2 JSON carries strings (UTF-8 on the wire).
+        if not all(isinstance(v, str | bytes) for v in values):
+            raise InvalidInputError(f"input {name!r}: expected BYTES values (strings)")
+        items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values]
     else:
         items = []
         offset = 0
