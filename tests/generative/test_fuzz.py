@@ -100,9 +100,8 @@ def generation_requests(draw: Any) -> pb.ModelInferRequest:
         if draw(st.integers(0, 6)) == 0:
             del tensor.shape[:]
             tensor.shape.extend(draw(st.lists(st.integers(-2, 3), max_size=3)))
-        if draw(st.integers(0, 8)) == 0:
-            raw = draw(st.binary(max_size=16))
-        req.raw_input_contents.append(raw)
+        mangled = draw(st.binary(max_size=16)) if draw(st.integers(0, 8)) == 0 else raw
+        req.raw_input_contents.append(mangled)
     if draw(st.integers(0, 10)) == 0:
         req.outputs.add(name=draw(st.sampled_from(["text_output", "finish_reason", "nope"])))
     if draw(st.integers(0, 10)) == 0:
