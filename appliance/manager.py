@@ -285,6 +285,14 @@ class ModelManager:
         model = await asyncio.to_thread(self._build, source)
         self._loaded.setdefault(source.name, {})[source.version] = model
         self._failed.pop((source.name, source.version), None)
+        if isinstance(model, GenerativeVersion):
+            log.info(
+                "loaded generative model %s version %s (%s)",
+                source.name,
+                source.version,
+                model.describe(),
+            )
+            return model
         log.info(
             "loaded model %s version %s (inputs %s; max batch %d)",
             source.name,

@@ -122,6 +122,16 @@ class GenerativeVersion:
         length = self.engine.context_length
         return min(length, limit) if limit else length
 
+    def describe(self) -> str:
+        """One log line's worth: provider, batching, capacity, context."""
+        engine = self.engine
+        batching = "dynamic, paged KV cache" if engine.paged else "static"
+        return (
+            f"onnxruntime-genai on {engine.settings.provider}, {batching} batches of up to "
+            f"{engine.settings.batch} rows, {engine.capacity} in flight at most, context "
+            f"{self.context_length} tokens"
+        )
+
     def drain(self, timeout: float | None = None) -> bool:
         """Take no new generations; let running ones finish within ``timeout``, cancel the
         rest, stop the engine thread."""
