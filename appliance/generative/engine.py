@@ -133,6 +133,7 @@ class _Job:
     stream: Any = None  # og.TokenizerStream
     stops: StopScanner | None = None
     stop_matched: bool = False
+    cancel_sent: bool = False  # cancel_turn called: the engine ends it at its next step
     last_token_at: float = 0.0
     tokens: int = 0
 
@@ -400,8 +401,12 @@ class GenerationEngine:
 
     def _expire(self) -> None:
         for job in self._active.values():
-            if (job.cancelled or job.expired) and not job.stop_matched:
-                job.request.cancel_turn(job.turn)
+            if (job.cancelled or job.expired) and not job.cancel_sent:
+                self._cancel(job)
+
+    def _cancel(self, job: _Job) -> None:
+        job.cancel_sent = True
+        job.request.cancel_turn(job.turn)
 
     def _step(self) -> None:
         og = self._og
@@ -437,7 +442,7 @@ class GenerationEngine:
         text, matched = job.stops.feed(text)
         if matched:
             job.stop_matched = True
-            job.request.cancel_turn(job.turn)
+            self._cancel(job)
         return text
 
     def _final_piece(self, job: _Job, text: str, event: Any) -> Piece | BaseException:
@@ -467,8 +472,8 @@ class GenerationEngine:
 
     def _abort_all(self, error: BaseException) -> None:
         for job in list(self._active.values()):
-            if job.request is not None:
-                job.request.cancel_turn(job.turn)
+            if not job.cancel_sent:
+                self._cancel(job)
             self._finish(job, error)
         while True:
             try:
