@@ -150,14 +150,23 @@ class Turn:
         self._job = job
         self._pieces = job.pieces
         self._error: BaseException | None = None
+        self._started = False
         self.done = False
 
     async def next(self) -> Piece:
         """The next piece; the last has a ``finish_reason``. Raises the request's error.
-        Pieces that queued while the consumer was busy come merged into one (a client
-        slower than the engine gets fewer, longer pieces; no token is lost)."""
+        After the first piece (always alone: the time to first token is what a client
+        sees), pieces that queued while the consumer was busy come merged into one (a
+        client slower than the engine gets fewer, longer pieces; no token is lost)."""
         item = self._error or await self._pieces.get()
-        while isinstance(item, Piece) and item.finish_reason is None and self._pieces.qsize():
+        merge = self._started
+        self._started = True
+        while (
+            merge
+            and isinstance(item, Piece)
+            and item.finish_reason is None
+            and self._pieces.qsize()
+        ):
             following = self._pieces.get_nowait()
             if isinstance(following, BaseException):
                 self._error = following
