@@ -201,6 +201,7 @@ class GenerationEngine:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._closing = False
+        self._broken = False
         self._idle = threading.Condition(self._lock)
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -265,6 +266,8 @@ class GenerationEngine:
             asyncio.Queue(),
         )
         with self._lock:
+            if self._broken:
+                raise InferenceError("the generation engine failed; see the daemon log")
             if self._closing:
                 raise NotReadyError(f"model folder {self.folder.name} is unloading")
             if self._in_flight >= self.capacity:
@@ -292,6 +295,8 @@ class GenerationEngine:
             self._loop()
         except Exception:
             log.exception("generation engine for %s failed; its requests are ended", self.folder)
+            with self._lock:
+                self._broken = True  # refuse what comes next instead of queueing it forever
             self._abort_all(InferenceError("the generation engine failed; see the daemon log"))
             self._hand_over()
         finally:
@@ -393,9 +398,13 @@ class GenerationEngine:
         except InvalidInputError as exc:
             self._end(job, exc)
             return
-        except RuntimeError as exc:
-            # onnxruntime-genai's refusals name options and lengths, never the text.
-            self._end(job, InvalidInputError(f"the generation engine refused the request: {exc}"))
+        except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
+            # onnxruntime-genai's refusals name options and lengths, never the text; a
+            # value its bindings cannot take (a TypeError) is refused the same way.
+            reason = exc if isinstance(exc, RuntimeError) else "an option out of its range"
+            self._end(
+                job, InvalidInputError(f"the generation engine refused the request: {reason}")
+            )
             return
         job.request = request
         job.stream = self.tokenizer.create_stream()

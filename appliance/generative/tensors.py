@@ -41,6 +41,8 @@ _FLAGS = (
     "return_num_output_tokens",
 )
 SAMPLING = "sampling_parameters"
+#: The engine takes counts and seeds as 32-bit integers.
+_INT32 = 2**31 - 1
 #: The sampling keys served; vLLM has more (``n``, ``best_of``, ...): refused by name.
 SAMPLING_KEYS = (
     "max_tokens",
@@ -175,11 +177,11 @@ def parse_sampling(text: str) -> SamplingOptions:
             f"{', '.join(SAMPLING_KEYS)}"
         )
     return SamplingOptions(
-        max_tokens=_number(raw, "max_tokens", int, low=1),
+        max_tokens=_number(raw, "max_tokens", int, low=1, high=_INT32),
         temperature=_number(raw, "temperature", float, low=0.0),
         top_p=_number(raw, "top_p", float, low=0.0, high=1.0, open_low=True),
-        top_k=_number(raw, "top_k", int, low=0),
-        seed=_number(raw, "seed", int, low=0),
+        top_k=_number(raw, "top_k", int, low=0, high=_INT32),
+        seed=_number(raw, "seed", int, low=0, high=_INT32),
         stop=_stop(raw.get("stop")),
         repetition_penalty=_number(raw, "repetition_penalty", float, low=0.0, open_low=True),
         ignore_eos=_flag(raw, "ignore_eos"),

@@ -157,3 +157,15 @@ def test_sampling_json_is_parsed_and_checked() -> None:
         parse_sampling('{"n": 2}')
     with pytest.raises(InvalidInputError, match="ignore_eos"):
         parse_sampling('{"ignore_eos": 3}')
+
+
+def test_an_option_the_bindings_cannot_take_is_refused_and_the_engine_lives_on(
+    lm: GenerativeVersion,
+) -> None:
+    huge = SamplingOptions(max_tokens=4, temperature=1.0, top_k=2**40)
+    with pytest.raises(InvalidInputError, match="out of its range"):
+        asyncio.run(lm.generate("The patient", huge, None))
+    done = asyncio.run(lm.generate("The patient", SamplingOptions(max_tokens=4), None))
+    assert done.completion_tokens >= 1
+    with pytest.raises(InvalidInputError, match="top_k"):
+        parse_sampling('{"top_k": 55297659727405880}')
