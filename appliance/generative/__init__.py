@@ -3,7 +3,9 @@
 - ``engine``: the engine thread that owns one ``og.Engine`` and its requests;
 - ``model``: a loaded generative version (V2 and the OpenAI routes' protocol);
 - ``tensors``: DESIGN.md's V2 tensors (Triton's vLLM backend names), parsed and built;
-- ``served``: the daemon's generative models by name, for the OpenAI routes.
+- ``types``: sampling options, whole answers and streamed pieces (shared with HTTP);
+- ``served``: the daemon's generative models by name, for the OpenAI routes;
+- ``_stops``: stop strings matched on streamed text.
 """
 
 from appliance.generative.engine import EngineSettings, GenerationEngine, Turn, genai_provider
