@@ -32,12 +32,14 @@ from appliance.config import Config
 from appliance.embedding import TextEmbedder
 from appliance.errors import (
     ApplianceError,
+    ConfigError,
     ModelLoadError,
     ModelNotFoundError,
     NotReadyError,
 )
+from appliance.generative import EngineSettings, GenerativeVersion, genai_provider
 from appliance.model import Array, LoadedModel, ModelSpec, ModelState, RequestTensor
-from appliance.repository import Repository, VersionSource
+from appliance.repository import TEXT_GENERATION, Repository, VersionSource
 from appliance.routing import CascadeModel, RoutingCollector, ShadowTraffic, build_cascades
 from appliance.runtime import ProviderChoice, Session
 
@@ -46,6 +48,14 @@ if TYPE_CHECKING:
     from appliance.quality import Outcomes
 
 log = logging.getLogger(__name__)
+
+#: A loaded version: an ONNX model behind its batcher, or a generative model behind its
+#: engine thread. Both have a name, version, spec, stats, state, ``infer`` and ``drain``.
+Served = LoadedModel | GenerativeVersion
+#: Sequences a generative model keeps waiting beyond its running batch, unless
+#: ``[models.NAME] max_queue_size`` says otherwise (each holds a prompt and a KV cache
+#: slot's worth of promise, far more than a classifier's request).
+GENERATIVE_QUEUE = 64
 
 
 class VersionPolicy(Protocol):
@@ -105,14 +115,14 @@ class ModelManager:
         self.config = config
         self.providers = providers
         self._policy: VersionPolicy = policy or LatestFirst()
-        self._loaded: dict[str, dict[int, LoadedModel]] = {}
+        self._loaded: dict[str, dict[int, Served]] = {}
         self._default: dict[str, int] = {}
         self._failed: dict[tuple[str, int], str] = {}
         self._lock = asyncio.Lock()  # one load/unload/switch at a time
         #: Predicted classes kept per request id for outcome feedback; set by the daemon.
         self.outcomes: Outcomes | None = None
         #: Shadows in force (``appliance models shadow``); in memory, a restart ends them.
-        self.shadows = ShadowTraffic(self.find)
+        self.shadows = ShadowTraffic(self._find_classifier)
         #: ``[cascades.NAME]``, checked against the loaded models by ``load_all``.
         self.cascades: dict[str, CascadeModel] = {}
         if monitoring is not None and monitoring.enabled:
@@ -123,7 +133,7 @@ class ModelManager:
     def names(self) -> list[str]:
         return sorted(self._loaded)
 
-    def loaded(self) -> list[LoadedModel]:
+    def loaded(self) -> list[Served]:
         return [m for name in sorted(self._loaded) for _, m in sorted(self._loaded[name].items())]
 
     def loaded_versions(self, name: str) -> list[int]:
@@ -136,7 +146,7 @@ class ModelManager:
     def default_version(self, name: str) -> int | None:
         return self._default.get(name)
 
-    def get(self, name: str, version: str = "") -> LoadedModel:
+    def get(self, name: str, version: str = "") -> Served:
         """The model that answers ``name`` at ``version`` ("" for the default)."""
         cascade = self.cascades.get(name)
         if cascade is not None:
@@ -157,10 +167,22 @@ class ModelManager:
             )
         return versions[number]
 
-    def find(self, name: str, version: str) -> LoadedModel | None:
+    def find(self, name: str, version: str) -> Served | None:
         """The loaded model of that exact version (a number), or None; never raises."""
         number = version_number(version)
         return None if number is None else self._loaded.get(name, {}).get(number)
+
+    def _find_classifier(self, name: str, version: str) -> LoadedModel | None:
+        """``find`` for shadows: only ONNX versions are shadowed."""
+        model = self.find(name, version)
+        return model if isinstance(model, LoadedModel) else None
+
+    def _get_classifier(self, name: str) -> LoadedModel:
+        """The default ONNX version of a cascade's stage; a generative one is refused."""
+        model = self.get(name)
+        if not isinstance(model, LoadedModel):
+            raise ConfigError(f"cascade stage {quoted(name)} is a generative model")
+        return model
 
     def _not_loaded(self, name: str) -> ApplianceError:
         if name in self.repository.models():
@@ -179,13 +201,13 @@ class ModelManager:
         deadline: float | None = None,
         *,
         request_id: str = "",
-    ) -> tuple[LoadedModel, dict[str, Array]]:
+    ) -> tuple[Served, dict[str, Array]]:
         """Run a request; an unversioned one that meets a version being retired retries.
 
         A request with an id leaves its predicted class for outcome feedback; a shadowed
         model's answer may then be copied to its candidate."""
         model, outputs = await self._infer(name, version, tensors, requested_outputs, deadline)
-        if request_id and self.outcomes is not None:
+        if request_id and self.outcomes is not None and isinstance(model, LoadedModel):
             self.outcomes.remember(model, request_id, outputs)
         return model, outputs
 
@@ -196,7 +218,7 @@ class ModelManager:
         tensors: Sequence[RequestTensor],
         requested_outputs: Sequence[str],
         deadline: float | None,
-    ) -> tuple[LoadedModel, dict[str, Array]]:
+    ) -> tuple[Served, dict[str, Array]]:
         model = self.get(name, version)
         try:
             outputs = await model.infer(tensors, requested_outputs, deadline)
@@ -209,7 +231,8 @@ class ModelManager:
                 raise
             model = successor
             outputs = await model.infer(tensors, requested_outputs, deadline)
-        self.shadows.mirror(model, tensors, requested_outputs, outputs)
+        if isinstance(model, LoadedModel):  # generative versions are not shadowed
+            self.shadows.mirror(model, tensors, requested_outputs, outputs)
         return model, outputs
 
     def index(self) -> list[IndexEntry]:
@@ -239,7 +262,7 @@ class ModelManager:
             except ApplianceError as exc:
                 log.error("model %r not loaded: %s", name, exc)
         self.cascades = build_cascades(
-            self.config.cascades, self.get, set(self.repository.models())
+            self.config.cascades, self._get_classifier, set(self.repository.models())
         )
 
     async def load(self, name: str) -> list[int]:
@@ -305,7 +328,7 @@ class ModelManager:
             )
         self._default[name] = default
 
-    async def add_version(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
+    async def add_version(self, source: VersionSource, *, verified: bool = False) -> Served:
         """Load and warm up one version beside the others, without making it the default.
 
         ``verified``: the caller has just verified the folder itself (a push, an
@@ -314,7 +337,7 @@ class ModelManager:
         async with self._lock:
             return await self._add(source, verified=verified)
 
-    async def _add(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
+    async def _add(self, source: VersionSource, *, verified: bool = False) -> Served:
         if source.problem:
             raise ModelLoadError(source.problem)
         if not verified:
@@ -326,6 +349,14 @@ class ModelManager:
         model = await asyncio.to_thread(self._build, source)
         self._loaded.setdefault(source.name, {})[source.version] = model
         self._failed.pop((source.name, source.version), None)
+        if isinstance(model, GenerativeVersion):
+            log.info(
+                "loaded generative model %s version %s (%s)",
+                source.name,
+                source.version,
+                model.describe(),
+            )
+            return model
         log.info(
             "loaded model %s version %s (inputs %s; max batch %d)",
             source.name,
@@ -335,8 +366,10 @@ class ModelManager:
         )
         return model
 
-    def _build(self, source: VersionSource) -> LoadedModel:
+    def _build(self, source: VersionSource) -> Served:
         """Blocking: create the session, read specs, warm up."""
+        if source.task == TEXT_GENERATION:
+            return self._build_generative(source)
         runtime = self.config.runtime
         session = Session(source.model_file, self.providers, runtime.intra_op_threads)
         session.warm_up()
@@ -370,6 +403,28 @@ class ModelManager:
         if self.monitoring is not None:
             model.monitor = self.monitoring.attach(model)
         return model
+
+    def _build_generative(self, source: VersionSource) -> GenerativeVersion:
+        """Blocking: start the engine thread on the folder, with its capacity from config."""
+        overrides = self.config.models.get(source.name)
+        settings = EngineSettings(
+            provider=genai_provider(self.providers),
+            max_batch_size=overrides.max_batch_size if overrides else None,
+            max_queue_size=(overrides.max_queue_size if overrides else None) or GENERATIVE_QUEUE,
+            max_session_tokens=overrides.max_session_tokens if overrides else None,
+            kv_cache_fraction=overrides.kv_cache_fraction if overrides else None,
+        )
+        metrics = None
+        if self.monitoring is not None:
+            metrics = self.monitoring.attach_generative(source.name, source.version)
+        return GenerativeVersion.load(
+            source.name,
+            source.version,
+            source.folder,
+            settings,
+            manifest=source.manifest,
+            metrics=metrics,
+        )
 
     def set_default(self, name: str, version: int) -> int | None:
         """Atomically point unversioned requests at a loaded version; return the old one."""
@@ -412,4 +467,11 @@ class ModelManager:
             await self.retire(model.name, model.version, grace)
 
 
-__all__ = ["IndexEntry", "LatestFirst", "ModelManager", "VersionPolicy", "version_number"]
+__all__ = [
+    "IndexEntry",
+    "LatestFirst",
+    "ModelManager",
+    "Served",
+    "VersionPolicy",
+    "version_number",
+]

@@ -35,6 +35,7 @@ _ACCEPTS: dict[str, tuple[type, ...]] = {
     "BOOL": (bool,),
     **dict.fromkeys(_INTS, (int,)),
     **dict.fromkeys(("FP16", "FP32", "FP64", "BF16"), (int, float)),
+    "BYTES": (str,),
 }
 _GOOD = object()
 
@@ -243,6 +244,8 @@ def encode_infer(
             data = encode(array)
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
+        elif array.dtype == np.object_:  # BYTES: JSON strings, as Triton writes them
+            entry["data"] = [bytes(b).decode("utf-8", "replace") for b in array.ravel()]
         else:
             entry["data"] = np.asarray(array).ravel().tolist()
         entries.append(entry)
