@@ -33,6 +33,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -163,11 +164,9 @@ def _initializer_bytes(tensor: Any) -> int:
 
 
 def repository(work: Path, folder: Path) -> Path:
-    """A Triton-style repository holding the genai folder as ``smollm/1``."""
-    version = work / "repository" / MODEL / "1"
-    version.mkdir(parents=True)
-    for item in folder.iterdir():
-        (version / item.name).symlink_to(item)
+    """A Triton-style repository holding a copy of the genai folder as ``smollm/1`` (the
+    daemon refuses links leading out of a model's folder, hard links too)."""
+    shutil.copytree(folder, work / "repository" / MODEL / "1")
     return work / "repository"
 
 
@@ -205,7 +204,10 @@ def _record(
 
 def measure(setup: Setup, genai: Path, hf: Path, work: Path) -> None:
     prompts = make_prompts(hf, setup.spec, max(setup.requests.values()), setup.prompt_tokens)
-    config: dict[str, Any] = {"repository": {"path": str(repository(work, genai))}}
+    config: dict[str, Any] = {
+        "repository": {"path": str(repository(work, genai)), "serve_default_model": False}
+    }
+    (work / "daemon").mkdir()
     with DaemonProcess(work / "daemon", config, ready_timeout=180.0) as daemon:
         assert daemon.process is not None
         warm = _job(setup, prompts, 1) | {"prompts": prompts[:1], "max_tokens": 8}
@@ -308,7 +310,6 @@ def _cpu_name() -> str:
 
 
 def _gpu_name() -> str:
-    import shutil
     import subprocess
 
     if shutil.which("nvidia-smi") is None:
