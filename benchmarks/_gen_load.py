@@ -61,6 +61,9 @@ class Point:
     ttft_p50_ms: float
     ttft_p99_ms: float
     itl_p50_ms: float  # gaps between consecutive pieces of one answer
+    #: Per answer, (last piece - first piece) / (pieces - 1): its decode step time,
+    #: whatever the bursts of delivery; the median over answers.
+    decode_ms: float
     tokens_each: tuple[int, int]  # fewest and most tokens one request generated
     rss_mb: float  # peak resident memory of the process that generated
 
@@ -70,6 +73,11 @@ def summarise(records: list[Record], concurrency: int, rss_mb: float) -> Point:
     end = max(r.sent + r.arrivals[-1] for r in records if r.arrivals)
     ttft = np.asarray([r.arrivals[0] for r in records if r.arrivals]) * 1e3
     gaps = np.concatenate([np.diff(r.arrivals) for r in records if len(r.arrivals) > 1]) * 1e3
+    decode = [
+        (r.arrivals[-1] - r.arrivals[0]) / (len(r.arrivals) - 1)
+        for r in records
+        if len(r.arrivals) > 1
+    ]
     tokens = [r.tokens for r in records]
     return Point(
         concurrency=concurrency,
@@ -78,6 +86,7 @@ def summarise(records: list[Record], concurrency: int, rss_mb: float) -> Point:
         ttft_p50_ms=float(np.percentile(ttft, 50)),
         ttft_p99_ms=float(np.percentile(ttft, 99)),
         itl_p50_ms=float(np.percentile(gaps, 50)) if gaps.size else 0.0,
+        decode_ms=float(np.median(decode)) * 1e3 if decode else 0.0,
         tokens_each=(min(tokens), max(tokens)),
         rss_mb=rss_mb,
     )

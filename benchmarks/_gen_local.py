@@ -113,7 +113,10 @@ class _EngineLoop:
 
 def _engine(job: dict[str, Any], notes: dict[str, Any]) -> list[Record]:
     loop = _EngineLoop(job)
-    loop.run([deque(job["prompts"][:1])], 8)  # warm-up: the first run builds kernels
+    # Warm-up at this point's width, as the daemon is warm from the points before: the
+    # first steps of a batch shape grow ONNX Runtime's memory arena.
+    width = min(job["concurrency"], job["max_batch_size"])
+    loop.run([deque([p]) for p in job["prompts"][:width]], 8)
     loop.records.clear()
     return loop.run([deque(p) for p in worker_prompts(job)], job["max_tokens"])
 

@@ -95,6 +95,8 @@ class Setup:
     max_batch_size: int
     command: str
     rows: dict[tuple[str, int], Point] = field(default_factory=dict)
+    #: Concurrency-1 TTFTs (ms) of the interleaved rounds, per row and round.
+    ttft_rounds: dict[str, list[list[float]]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -222,9 +224,58 @@ def measure(setup: Setup, genai: Path, hf: Path, work: Path) -> None:
             ):
                 outcome = run_child(kind, _job(setup, prompts, c, target=target))
                 _record(setup, name, c, outcome, peak_rss_mb(daemon.process.pid))
+        ttft_rounds(setup, prompts, genai, daemon)
     for c in CONCURRENCY:
         job = _job(setup, prompts, c, HF_REQUESTS[c], hf_folder=str(hf))
         _record(setup, HF, c, run_child("hf", job))
+
+
+#: TTFT at concurrency 1 in rounds, the in-process Engine and the daemon taking turns
+#: (order reversed every other round): the 5 ms target is finer than a shared box's
+#: drift between two points measured minutes apart.
+TTFT_ROUNDS, TTFT_REQUESTS = 4, 5
+
+
+def ttft_rounds(setup: Setup, prompts: list[str], genai: Path, daemon: DaemonProcess) -> None:
+    job = _job(setup, prompts, 1, TTFT_REQUESTS) | {"max_tokens": 2}
+    kinds = [
+        (ENGINE, "engine", job | {"folder": str(genai)}),
+        (GRPC, "grpc", job | {"target": daemon.address}),
+    ]
+    for index in range(TTFT_ROUNDS):
+        for name, kind, each in kinds if index % 2 == 0 else kinds[::-1]:
+            records = run_child(kind, each).records
+            firsts = [r.arrivals[0] * 1e3 for r in records if r.arrivals]
+            setup.ttft_rounds.setdefault(name, []).append(firsts)
+        line = "  ".join(
+            f"{name} {np.median(rounds[-1]):.1f} ms" for name, rounds in setup.ttft_rounds.items()
+        )
+        print(f"  TTFT round {index + 1}: {line}", flush=True)
+
+
+def ttft_gap_ms(setup: Setup) -> float:
+    """Daemon TTFT p50 minus the in-process Engine's, over every interleaved round."""
+    median = {k: float(np.median(np.concatenate(v))) for k, v in setup.ttft_rounds.items()}
+    return median[GRPC] - median[ENGINE]
+
+
+def ttft_lines(setup: Setup) -> list[str]:
+    lines = [
+        "## TTFT at concurrency 1, interleaved",
+        "",
+        f"{TTFT_ROUNDS} rounds of {TTFT_REQUESTS} requests (`max_tokens` 2), the in-process "
+        "Engine and the daemon over gRPC taking turns, the order reversed every other "
+        "round; the target uses the medians over all rounds.",
+        "",
+        "| round | " + " | ".join(f"{k} TTFT p50 (ms)" for k in setup.ttft_rounds) + " |",
+        "|---|" + "---:|" * len(setup.ttft_rounds),
+    ]
+    for index in range(TTFT_ROUNDS):
+        cells = [f"{np.median(v[index]):.1f}" for v in setup.ttft_rounds.values()]
+        lines.append(f"| {index + 1} | " + " | ".join(cells) + " |")
+    cells = [f"{np.median(np.concatenate(v)):.1f}" for v in setup.ttft_rounds.values()]
+    lines.append("| all | " + " | ".join(cells) + " |")
+    return lines
 
 
 # -- the report ------------------------------------------------------------------------
@@ -243,11 +294,13 @@ class Check:
         return self.value >= self.threshold if self.at_least else self.value <= self.threshold
 
 
-def checks(rows: dict[tuple[str, int], Point]) -> list[Check]:
+def checks(setup: Setup) -> list[Check]:
+    rows = setup.rows
+
     def tps(kind: str, c: int) -> float:
         return rows[(kind, c)].tokens_per_s
 
-    ttft_gap = rows[(GRPC, 1)].ttft_p50_ms - rows[(ENGINE, 1)].ttft_p50_ms
+    ttft_gap = ttft_gap_ms(setup)
     return [
         Check(
             "daemon (gRPC) c=16 tokens/s / in-process Engine c=16",
@@ -281,22 +334,25 @@ def bandwidth_lines(setup: Setup, genai: Path, bandwidth: float) -> list[str]:
         f"(int4 blocks and their scales, norms; the {tables / 2**20:.1f} MiB embedding is "
         "gathered one row per token and not counted; the KV cache, a few MiB at these "
         "lengths, is not counted either). A step gives one token to every running "
-        "sequence, so the step rate is 1 / inter-token p50. The box's copy bandwidth "
+        "sequence, so the step rate is 1 / the decode step time (per answer, the time "
+        "from its first piece to its last over the pieces between; the median answer). "
+        "The box's copy bandwidth "
         f"(numpy copy of a 256 MiB array, read plus write, best of 5, one core): "
         f"{bandwidth / 2**30:.1f} GiB/s.",
         "",
-        "| row | concurrency | steps/s (1 / ITL p50) | weights read per s "
+        "| row | concurrency | decode step (ms) | steps/s | weights read per s "
         "| share of copy bandwidth |",
-        "|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for kind in (ENGINE, GRPC):
         for c in CONCURRENCY:
             point = setup.rows[(kind, c)]
-            if not point.itl_p50_ms:
+            if not point.decode_ms:
                 continue
-            steps = 1e3 / point.itl_p50_ms
+            steps = 1e3 / point.decode_ms
             lines.append(
-                f"| {kind} | {c} | {steps:.1f} | {read * steps / 2**30:.2f} GiB/s "
+                f"| {kind} | {c} | {point.decode_ms:.1f} | {steps:.1f} "
+                f"| {read * steps / 2**30:.2f} GiB/s "
                 f"| {read * steps / bandwidth:.2f} |"
             )
     return lines
@@ -380,8 +436,8 @@ def report(setup: Setup, genai: Path, bandwidth: float, seconds: float) -> str:
         "cumulative peak for its rows).",
         "",
         "| row | concurrency | tokens/s | TTFT p50 (ms) | TTFT p99 (ms) | ITL p50 (ms) "
-        "| tokens each | peak RSS (MB) |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
+        "| decode step (ms) | tokens each | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for kind in (ENGINE, GRPC, OPENAI, HF):
         for c in CONCURRENCY:
@@ -389,7 +445,8 @@ def report(setup: Setup, genai: Path, bandwidth: float, seconds: float) -> str:
             lo, hi = p.tokens_each
             lines.append(
                 f"| {kind} | {c} | {p.tokens_per_s:.1f} | {p.ttft_p50_ms:.1f} "
-                f"| {p.ttft_p99_ms:.1f} | {p.itl_p50_ms:.1f} | {lo if lo == hi else f'{lo}-{hi}'} "
+                f"| {p.ttft_p99_ms:.1f} | {p.itl_p50_ms:.1f} | {p.decode_ms:.1f} "
+                f"| {lo if lo == hi else f'{lo}-{hi}'} "
                 f"| {p.rss_mb:.0f} |"
             )
     threads = sorted({v for k, v in setup.notes.items() if k.endswith("torch_threads")})
@@ -403,13 +460,14 @@ def report(setup: Setup, genai: Path, bandwidth: float, seconds: float) -> str:
         ]
     lines += ["", "## Targets (issues 12 and 13)", ""]
     lines += ["| target | measured | threshold | met |", "|---|---:|---:|---|"]
-    for check in checks(setup.rows):
+    for check in checks(setup):
         bound = "at least" if check.at_least else "at most"
         verdict = "yes" if check.met else "**no**"
         lines.append(
             f"| {check.name} | {check.value:.2f}{check.unit} | {bound} {check.threshold:g}"
             f"{check.unit} | {verdict} |"
         )
+    lines += ["", *ttft_lines(setup)]
     lines += ["", *bandwidth_lines(setup, genai, bandwidth), ""]
     return "\n".join(lines)
 
