@@ -37,7 +37,16 @@ class LlamaSpec:
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 256
-    vocab: int = 512
+    vocab: int = 512  # the BPE tokenizer's size
+    #: The model's vocabulary (embedding and output rows); 0: the tokenizer's size. A
+    #: speed benchmark sets a real architecture's (SmolLM2's 49152): the extra rows cost
+    #: what they cost in a real model, and no token the tokenizer knows maps to them.
+    model_vocab: int = 0
+    #: Zero the output rows of every token that does not print on its own (padding past
+    #: the tokenizer, special tokens, partial UTF-8 bytes): greedy decoding of random
+    #: weights then streams one visible piece per token and never stops at EOS, so every
+    #: request of a speed benchmark generates its ``max_tokens``.
+    printable_only: bool = False
     context: int = 256
     steps: int = 0  # 0: random weights
     batch: int = 16
@@ -50,7 +59,11 @@ class LlamaSpec:
         """A short, stable name for caches."""
         import hashlib
 
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        for name in ("model_vocab", "printable_only"):  # specs without them keep their keys
+            if not fields[name]:
+                del fields[name]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def corpus(spec: LlamaSpec) -> tuple[list[str], list[str]]:
@@ -67,7 +80,7 @@ def build_llama(spec: LlamaSpec, out: Path) -> Path:
     tokenizer = _tokenizer(train, spec.vocab)
     torch.manual_seed(spec.seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), spec.model_vocab),
         hidden_size=spec.hidden,
         intermediate_size=spec.intermediate,
         num_hidden_layers=spec.layers,
@@ -80,6 +93,8 @@ def build_llama(spec: LlamaSpec, out: Path) -> Path:
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config)
+    if spec.printable_only:
+        _silence_unprintable(model, tokenizer)
     if spec.steps:
         _train(model, tokenizer, train, spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +102,27 @@ def build_llama(spec: LlamaSpec, out: Path) -> Path:
     tokenizer.save_pretrained(out)
     (out / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return out
+
+
+def _silence_unprintable(model, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """Zero the output rows of tokens that print nothing on their own. Their logits are
+    then 0 while the other tokens' spread around 0, so the greedy choice is always a
+    printable token. Compute is unchanged: the rows are still multiplied."""
+    import torch
+
+    rows = model.lm_head.weight  # (model vocab, hidden)
+    silent = [
+        i
+        for i in range(len(tokenizer))
+        if i in tokenizer.all_special_ids or _unprintable(tokenizer.decode([i]))
+    ]
+    with torch.no_grad():
+        rows[len(tokenizer) :].zero_()
+        rows[silent] = 0.0
+
+
+def _unprintable(piece: str) -> bool:
+    return not piece.strip() or "\ufffd" in piece
 
 
 def _tokenizer(texts: list[str], vocab: int):  # type: ignore[no-untyped-def]

@@ -44,3 +44,25 @@ def test_a_folder_the_builder_cannot_read_is_a_compress_error(tmp_path: Path) ->
     (tmp_path / "hf" / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
     with pytest.raises(CompressError, match="builder could not build hf"):
         build_genai(tmp_path / "hf", tmp_path / "out", GenaiBuild())
+
+
+def test_a_benchmark_shape_has_the_model_vocab_and_greedy_prints_every_token(
+    tmp_path: Path,
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = LlamaSpec(
+        hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, model_vocab=2048,
+        printable_only=True,
+    )  # fmt: skip
+    folder = build_llama(spec, tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert model.config.vocab_size == 2048 > len(tokenizer)
+    prompt = torch.tensor([tokenizer.encode("Patient reports chest pain")])
+    out = model.generate(prompt, max_new_tokens=40, do_sample=False)
+    new = out[0, prompt.shape[1] :].tolist()
+    assert len(new) == 40  # EOS is silenced too: greedy never stops early
+    assert all(t < len(tokenizer) and t not in tokenizer.all_special_ids for t in new)
+    assert all(tokenizer.decode([t]).strip() and "\ufffd" not in tokenizer.decode([t]) for t in new)
