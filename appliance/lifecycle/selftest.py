@@ -6,21 +6,29 @@ session that will serve it. This catches a model that loads but computes somethi
 else here: a provider bug, an fp16 engine drifting too far, a tampered-then-re-signed
 graph. Error messages name the case, the output, the worst element and the tolerance;
 never the tensor contents.
+
+A generative version (``task: text-generation``) is checked the same way with its own
+golden cases: each prompt, decoded greedily by the engine that will serve it, must give
+exactly the token ids recorded at build (end-of-sequence ignored: engines differ on
+emitting it). The message names the case and the first position that differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from appliance.errors import PackageError, SelfTestError
-from appliance.package.manifest import Golden, TensorData
+from appliance.package.generative import strip_eos
+from appliance.package.manifest import GenerationGolden, Golden, TensorData
 from appliance.tensors import V2_TO_NUMPY
 
 Array = np.ndarray[Any, Any]
 RunFn = Callable[[dict[str, Array]], Mapping[str, Array]]
+#: (prompt, max new tokens) -> the greedy continuation's token ids, prompt excluded.
+GenerateFn = Callable[[str, int], Sequence[int]]
 
 
 def tensor_array(tensor: TensorData) -> Array:
@@ -68,4 +76,34 @@ def _compare(where: str, expected: Array, got: Array, golden: Golden, providers:
     )
 
 
-__all__ = ["run_self_test", "tensor_array"]
+def run_generation_self_test(
+    label: str,
+    golden: GenerationGolden | None,
+    generate: GenerateFn,
+    eos: Collection[int],
+    providers: str,
+) -> int:
+    """Run every golden prompt through ``generate``; return how many passed (all, or raise)."""
+    if golden is None:
+        raise PackageError(
+            f"{label}: expected golden prompts (generation_golden) in model.json for the "
+            "on-box self-test, found none"
+        )
+    for index, case in enumerate(golden.cases):
+        got = list(strip_eos(generate(case.prompt, case.max_tokens), frozenset(eos)))
+        expected = list(case.token_ids)
+        if got == expected:
+            continue
+        differ = next(
+            (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+            min(len(got), len(expected)),
+        )
+        raise SelfTestError(
+            f"{label}: golden prompt {index}: expected the {len(expected)} greedy tokens "
+            f"recorded at build, got {len(got)} differing from token {differ} on "
+            f"{providers}; the model generates something else on this box"
+        )
+    return len(golden.cases)
+
+
+__all__ = ["GenerateFn", "run_generation_self_test", "run_self_test", "tensor_array"]
