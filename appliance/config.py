@@ -204,11 +204,20 @@ class ModelOverrides(_Section):
     enabled: bool | None = None
     """Overrides ``batching.enabled`` for this model."""
     max_batch_size: int | None = Field(default=None, ge=1)
-    """Overrides ``batching.max_batch_size`` for this model."""
+    """Overrides ``batching.max_batch_size`` for this model; a generative model: rows per
+    engine step (default 4 on CPU, onnxruntime-genai's static batch; 16 on CUDA)."""
     max_queue_delay_us: int | None = Field(default=None, ge=0)
     """Overrides ``batching.max_queue_delay_us`` for this model."""
     max_queue_size: int | None = Field(default=None, ge=1)
-    """Overrides ``batching.max_queue_size`` for this model."""
+    """Overrides ``batching.max_queue_size`` for this model; a generative model: sequences
+    waiting beyond the running batch (default 64)."""
+    # A generative model's capacity; None: the model's own limits.
+    max_session_tokens: int | None = Field(default=None, ge=2)
+    """A generative model: prompt plus generated tokens per request at most (default the
+    model's context length)."""
+    kv_cache_fraction: float | None = Field(default=None, gt=0, le=1)
+    """A generative model on CUDA with paged attention: share of free GPU memory for its
+    KV cache (default onnxruntime-genai's)."""
     instances: int | None = Field(default=None, ge=1, le=64)
     """Overrides ``batching.instances`` for this model."""
     # Off unless set: only a deterministic model may answer from a cache.

@@ -32,14 +32,23 @@ from appliance.errors import (
     ModelNotFoundError,
     NotReadyError,
 )
+from appliance.generative import EngineSettings, GenerativeVersion, genai_provider
 from appliance.model import Array, LoadedModel, ModelSpec, ModelState, RequestTensor
-from appliance.repository import Repository, VersionSource
+from appliance.repository import TEXT_GENERATION, Repository, VersionSource
 from appliance.runtime import ProviderChoice, Session
 
 if TYPE_CHECKING:
     from appliance.monitoring import Monitoring
 
 log = logging.getLogger(__name__)
+
+#: A loaded version: an ONNX model behind its batcher, or a generative model behind its
+#: engine thread. Both have a name, version, spec, stats, state, ``infer`` and ``drain``.
+Served = LoadedModel | GenerativeVersion
+#: Sequences a generative model keeps waiting beyond its running batch, unless
+#: ``[models.NAME] max_queue_size`` says otherwise (each holds a prompt and a KV cache
+#: slot's worth of promise, far more than a classifier's request).
+GENERATIVE_QUEUE = 64
 
 
 class VersionPolicy(Protocol):
@@ -99,7 +108,7 @@ class ModelManager:
         self.config = config
         self.providers = providers
         self._policy: VersionPolicy = policy or LatestFirst()
-        self._loaded: dict[str, dict[int, LoadedModel]] = {}
+        self._loaded: dict[str, dict[int, Served]] = {}
         self._default: dict[str, int] = {}
         self._failed: dict[tuple[str, int], str] = {}
         self._lock = asyncio.Lock()  # one load/unload/switch at a time
@@ -109,13 +118,13 @@ class ModelManager:
     def names(self) -> list[str]:
         return sorted(self._loaded)
 
-    def loaded(self) -> list[LoadedModel]:
+    def loaded(self) -> list[Served]:
         return [m for name in sorted(self._loaded) for _, m in sorted(self._loaded[name].items())]
 
     def default_version(self, name: str) -> int | None:
         return self._default.get(name)
 
-    def get(self, name: str, version: str = "") -> LoadedModel:
+    def get(self, name: str, version: str = "") -> Served:
         """The model that answers ``name`` at ``version`` ("" for the default)."""
         versions = self._loaded.get(name)
         if not versions:
@@ -133,7 +142,7 @@ class ModelManager:
             )
         return versions[number]
 
-    def find(self, name: str, version: str) -> LoadedModel | None:
+    def find(self, name: str, version: str) -> Served | None:
         """The loaded model of that exact version (a number), or None; never raises."""
         number = version_number(version)
         return None if number is None else self._loaded.get(name, {}).get(number)
@@ -153,7 +162,7 @@ class ModelManager:
         tensors: Sequence[RequestTensor],
         requested_outputs: Sequence[str] = (),
         deadline: float | None = None,
-    ) -> tuple[LoadedModel, dict[str, Array]]:
+    ) -> tuple[Served, dict[str, Array]]:
         """Run a request; an unversioned one that meets a version being retired retries."""
         model = self.get(name, version)
         try:
@@ -255,7 +264,7 @@ class ModelManager:
             )
         self._default[name] = default
 
-    async def add_version(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
+    async def add_version(self, source: VersionSource, *, verified: bool = False) -> Served:
         """Load and warm up one version beside the others, without making it the default.
 
         ``verified``: the caller has just verified the folder itself (a push, an
@@ -264,7 +273,7 @@ class ModelManager:
         async with self._lock:
             return await self._add(source, verified=verified)
 
-    async def _add(self, source: VersionSource, *, verified: bool = False) -> LoadedModel:
+    async def _add(self, source: VersionSource, *, verified: bool = False) -> Served:
         if source.problem:
             raise ModelLoadError(source.problem)
         if not verified:
@@ -285,8 +294,10 @@ class ModelManager:
         )
         return model
 
-    def _build(self, source: VersionSource) -> LoadedModel:
+    def _build(self, source: VersionSource) -> Served:
         """Blocking: create the session, read specs, warm up."""
+        if source.task == TEXT_GENERATION:
+            return self._build_generative(source)
         runtime = self.config.runtime
         session = Session(source.model_file, self.providers, runtime.intra_op_threads)
         session.warm_up()
@@ -320,6 +331,28 @@ class ModelManager:
         if self.monitoring is not None:
             model.monitor = self.monitoring.attach(model)
         return model
+
+    def _build_generative(self, source: VersionSource) -> GenerativeVersion:
+        """Blocking: start the engine thread on the folder, with its capacity from config."""
+        overrides = self.config.models.get(source.name)
+        settings = EngineSettings(
+            provider=genai_provider(self.providers),
+            max_batch_size=overrides.max_batch_size if overrides else None,
+            max_queue_size=(overrides.max_queue_size if overrides else None) or GENERATIVE_QUEUE,
+            max_session_tokens=overrides.max_session_tokens if overrides else None,
+            kv_cache_fraction=overrides.kv_cache_fraction if overrides else None,
+        )
+        metrics = None
+        if self.monitoring is not None:
+            metrics = self.monitoring.attach_generative(source.name, source.version)
+        return GenerativeVersion.load(
+            source.name,
+            source.version,
+            source.folder,
+            settings,
+            manifest=source.manifest,
+            metrics=metrics,
+        )
 
     def set_default(self, name: str, version: int) -> int | None:
         """Atomically point unversioned requests at a loaded version; return the old one."""
@@ -361,4 +394,11 @@ class ModelManager:
             await self.retire(model.name, model.version, grace)
 
 
-__all__ = ["IndexEntry", "LatestFirst", "ModelManager", "VersionPolicy", "version_number"]
+__all__ = [
+    "IndexEntry",
+    "LatestFirst",
+    "ModelManager",
+    "Served",
+    "VersionPolicy",
+    "version_number",
+]

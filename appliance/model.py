@@ -158,6 +158,11 @@ class LoadedModel:
     def ready(self) -> bool:
         return self.state is ModelState.READY
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Execution providers its session runs on, preferred first."""
+        return tuple(self.session.providers)
+
     async def infer(
         self,
         tensors: Sequence[RequestTensor],

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 #: onnxruntime-genai's model folder marker: tokenizer files there belong to a generative
 #: model, not to an encoder.
-_GENERATIVE_CONFIG = "genai_config.json"
+GENERATIVE_CONFIG = "genai_config.json"
+#: The task of a generative model (a package's ``task``, or a folder with the marker).
+TEXT_GENERATION = "text-generation"
 
 #: The model shipped inside the package, itself a one-model repository.
 EMBEDDED_ROOT = Path(__file__).resolve().parent / "default_model"
@@ -49,12 +51,16 @@ class VersionSource:
 
     @property
     def task(self) -> str:
-        """The package's task; a Triton-style folder with ``tokenizer.json`` beside its
-        model (as a Hugging Face export writes it) is an ``embedding`` model."""
+        """The package's task; a Triton-style folder holding ``genai_config.json`` (as
+        onnxruntime-genai's builder writes it) is a ``text-generation`` model, and one with
+        ``tokenizer.json`` beside its model (as a Hugging Face export writes it) an
+        ``embedding`` model."""
         if self.manifest is not None:
             return self.manifest.task
         folder = self.folder
-        if (folder / TOKENIZER_FILE).is_file() and not (folder / _GENERATIVE_CONFIG).is_file():
+        if (folder / GENERATIVE_CONFIG).is_file():
+            return TEXT_GENERATION
+        if (folder / TOKENIZER_FILE).is_file():
             return "embedding"
         return ""
 
@@ -119,4 +125,4 @@ def _source(name: str, version: int, folder: Path) -> VersionSource:
     return VersionSource(name, version, folder, manifest)
 
 
-__all__ = ["EMBEDDED_ROOT", "Repository", "VersionSource"]
+__all__ = ["EMBEDDED_ROOT", "GENERATIVE_CONFIG", "TEXT_GENERATION", "Repository", "VersionSource"]

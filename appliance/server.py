@@ -29,6 +29,7 @@ from appliance.admin import AdminServer
 from appliance.audit import AuditLog
 from appliance.config import Config, ServerConfig
 from appliance.errors import ConfigError
+from appliance.generative import ServedGenerative
 from appliance.http import HttpServer
 from appliance.lifecycle import (
     DaemonStatus,
@@ -146,6 +147,7 @@ class Daemon:
             lambda: self.state is DaemonState.READY,
             self.audit,
             recorder=self.recorder,
+            generative=ServedGenerative(self.manager),
         )
         self.monitoring.start()  # a taken metrics port stops the start here
         await self.manager.load_all()

@@ -69,6 +69,8 @@ def decode(
     checked against ``shape`` before anything is allocated, so a request claiming a huge
     shape with a few bytes costs nothing.
     """
+    if datatype == "BYTES":
+        return _decode_bytes(name, shape, raw, values)
     dtype = V2_TO_NUMPY.get(datatype)
     if dtype is None:
         raise InvalidInputError(
@@ -101,6 +103,44 @@ def decode(
     return array.reshape(shape)
 
 
+def _decode_bytes(
+    name: str, shape: Sequence[int], raw: bytes | None, values: Sequence[Any] | None
+) -> np.ndarray[Any, Any]:
+    """BYTES elements: in raw contents each is a 4-byte little-endian length and its
+    bytes (the V2 and Triton layout); typed contents carry them as a list."""
+    count = element_count(shape)
+    if raw is None:
+        if values is None or len(values) != count:
+            got = 0 if values is None else len(values)
+            raise InvalidInputError(
+                f"input {name!r}: shape {list(shape)} needs {count} values, got {got}"
+            )
+        items = [bytes(v) for v in values]
+    else:
+        items = []
+        offset = 0
+        while offset < len(raw) and len(items) <= count:
+            if offset + 4 > len(raw):
+                break
+            size = int.from_bytes(raw[offset : offset + 4], "little")
+            offset += 4
+            if offset + size > len(raw):
+                raise InvalidInputError(
+                    f"input {name!r}: BYTES element {len(items)} claims {size} bytes, "
+                    f"{len(raw) - offset} are left"
+                )
+            items.append(raw[offset : offset + size])
+            offset += size
+        if len(items) != count or offset != len(raw):
+            raise InvalidInputError(
+                f"input {name!r}: shape {list(shape)} of BYTES needs {count} length-prefixed "
+                f"elements filling {len(raw)} bytes, got {len(items)}"
+            )
+    array = np.empty(count, dtype=np.object_)
+    array[:] = items
+    return array.reshape(shape)
+
+
 def _range_of(dtype: np.dtype[Any]) -> str:
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -109,7 +149,10 @@ def _range_of(dtype: np.dtype[Any]) -> str:
 
 
 def encode(array: np.ndarray[Any, Any]) -> bytes:
-    """Raw output contents: little-endian, row-major."""
+    """Raw output contents: little-endian, row-major; BYTES (an object array of bytes)
+    as length-prefixed elements."""
+    if array.dtype == np.object_:
+        return b"".join(len(b).to_bytes(4, "little") + b for b in array.reshape(-1))
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return np.ascontiguousarray(array).tobytes()

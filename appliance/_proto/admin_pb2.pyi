@@ -398,6 +398,10 @@ class ModelStatus(_message.Message):
     LATENCY_P99_MS_FIELD_NUMBER: _builtins.int
     DRIFT_PSI_FIELD_NUMBER: _builtins.int
     DRIFT_STATE_FIELD_NUMBER: _builtins.int
+    GENERATIVE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_S_FIELD_NUMBER: _builtins.int
+    TTFT_P50_MS_FIELD_NUMBER: _builtins.int
+    TTFT_P99_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     active_version: _builtins.int
     state: _builtins.str
@@ -410,6 +414,11 @@ class ModelStatus(_message.Message):
     latency_p99_ms: _builtins.float
     drift_state: _builtins.str
     """ok, warn, alert; empty when not measured"""
+    generative: _builtins.bool
+    """A text-generation model: generated tokens per second and time to first token."""
+    tokens_per_s: _builtins.float
+    ttft_p50_ms: _builtins.float
+    ttft_p99_ms: _builtins.float
     @_builtins.property
     def versions_on_disk(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -431,10 +440,14 @@ class ModelStatus(_message.Message):
         latency_p99_ms: _builtins.float = ...,
         drift_psi: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         drift_state: _builtins.str = ...,
+        generative: _builtins.bool = ...,
+        tokens_per_s: _builtins.float = ...,
+        ttft_p50_ms: _builtins.float = ...,
+        ttft_p99_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "drift_psi", b"drift_psi", "drift_state", b"drift_state", "latency_p50_ms", b"latency_p50_ms", "latency_p99_ms", b"latency_p99_ms", "name", b"name", "request_rate", b"request_rate", "state", b"state", "versions_loaded", b"versions_loaded", "versions_on_disk", b"versions_on_disk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "drift_psi", b"drift_psi", "drift_state", b"drift_state", "generative", b"generative", "latency_p50_ms", b"latency_p50_ms", "latency_p99_ms", b"latency_p99_ms", "name", b"name", "request_rate", b"request_rate", "state", b"state", "tokens_per_s", b"tokens_per_s", "ttft_p50_ms", b"ttft_p50_ms", "ttft_p99_ms", b"ttft_p99_ms", "versions_loaded", b"versions_loaded", "versions_on_disk", b"versions_on_disk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

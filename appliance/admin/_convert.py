@@ -100,6 +100,10 @@ def _model_status_to_proto(m: ModelStatus) -> pb.ModelStatus:
         latency_p99_ms=f.latency_p99_ms,
         drift_psi=f.drift_psi,
         drift_state=f.drift_state,
+        generative=f.generative,
+        tokens_per_s=f.tokens_per_s,
+        ttft_p50_ms=f.ttft_p50_ms,
+        ttft_p99_ms=f.ttft_p99_ms,
     )
 
 

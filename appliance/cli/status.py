@@ -52,6 +52,14 @@ def _status(args: argparse.Namespace) -> int:
             m.drift_state or "-",
         )
     console.print(table)
+    generative = [m for m in response.models if m.generative]
+    if generative:
+        tokens = Table("generative model", "tokens/s", "TTFT p50 ms", "TTFT p99 ms")
+        for m in generative:
+            tokens.add_row(
+                m.name, f"{m.tokens_per_s:.1f}", f"{m.ttft_p50_ms:.1f}", f"{m.ttft_p99_ms:.1f}"
+            )
+        console.print(tokens)
     if response.cache_hits or response.cache_misses:
         console.print(f"cache: {response.cache_hits} hits, {response.cache_misses} misses")
     return 0

@@ -45,14 +45,14 @@ def embedding_models(manager: ModelManager) -> list[LoadedModel]:
             model = manager.get(name)
         except ApplianceError:  # no active version right now
             continue
-        if model.embedder is not None:
+        if isinstance(model, LoadedModel) and model.embedder is not None:
             found.append(model)
     return found
 
 
 def _embedding_model(manager: ModelManager, name: str) -> tuple[LoadedModel, TextEmbedder]:
     model = manager.get(name)
-    if model.embedder is None:
+    if not isinstance(model, LoadedModel) or model.embedder is None:
         served = ", ".join(m.name for m in embedding_models(manager)) or "none"
         raise FieldError(
             "model",

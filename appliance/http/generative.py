@@ -13,47 +13,15 @@ Prompts and generated text are patient data: neither is logged nor put in a metr
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-FinishReason = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """The sampling keys both protocols share (Triton's vLLM ``sampling_parameters``)."""
-
-    max_tokens: int | None = None  # None: up to the context length
-    temperature: float | None = None  # None: the model's default; 0: greedy
-    top_p: float | None = None
-    seed: int | None = None
-    stop: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class Generation:
-    """A whole answer, for a request that does not stream."""
-
-    text: str
-    finish_reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One streamed piece of text; the last one carries the finish reason and counts."""
-
-    text: str
-    finish_reason: FinishReason | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str
+from appliance.generative.types import (
+    ChatMessage,
+    FinishReason,
+    Generation,
+    Piece,
+    SamplingOptions,
+)
 
 
 class GenerativeModel(Protocol):

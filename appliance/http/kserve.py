@@ -22,7 +22,7 @@ from appliance.errors import ApplianceError, status_name
 from appliance.http import v2_codec
 from appliance.http.app import DESCRIBED, SERVED_VERSION, Described, Route, read_body
 from appliance.http.errors import MessageTooLargeError
-from appliance.manager import ModelManager
+from appliance.manager import ModelManager, Served
 from appliance.model import LoadedModel
 from appliance.package.manifest import TensorSpec
 from appliance.servicers.inference import EXTENSIONS, SERVER_NAME
@@ -189,7 +189,7 @@ def _tensor(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
-def _config(model: LoadedModel) -> dict[str, Any]:
+def _config(model: Served) -> dict[str, Any]:
     """Triton's model configuration, as its HTTP endpoint writes it (JSON of ModelConfig)."""
     spec = model.spec
     skip = 1 if spec.max_batch_size > 0 else 0  # dims without the batch axis, as Triton
@@ -200,13 +200,13 @@ def _config(model: LoadedModel) -> dict[str, Any]:
     config: dict[str, Any] = {
         "name": spec.name,
         "platform": spec.platform,
-        "backend": "onnxruntime",
+        "backend": "onnxruntime" if isinstance(model, LoadedModel) else spec.platform,
         "max_batch_size": spec.max_batch_size,
         "input": entries(spec.inputs),
         "output": entries(spec.outputs),
-        "parameters": {"execution_providers": {"string_value": ",".join(model.session.providers)}},
+        "parameters": {"execution_providers": {"string_value": ",".join(model.providers)}},
     }
-    if model.settings.enabled:
+    if isinstance(model, LoadedModel) and model.settings.enabled:
         config["dynamic_batching"] = {
             "max_queue_delay_microseconds": model.settings.max_queue_delay_us
         }
@@ -227,7 +227,7 @@ def _duration(count: int, ns: int) -> dict[str, int]:
     return {"count": count, "ns": ns}
 
 
-def _statistics(model: LoadedModel) -> dict[str, Any]:
+def _statistics(model: Served) -> dict[str, Any]:
     s = model.stats
     with s.lock:
         return {

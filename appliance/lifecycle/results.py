@@ -60,6 +60,10 @@ class ModelFigures:
     latency_p99_ms: float = 0.0
     drift_psi: dict[str, float] = field(default_factory=dict)  # feature -> PSI
     drift_state: str = ""  # ok, warn, alert; empty when not measured
+    generative: bool = False  # a text-generation model: the token figures apply
+    tokens_per_s: float = 0.0  # generated tokens per second, recent
+    ttft_p50_ms: float = 0.0  # time to first token
+    ttft_p99_ms: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from appliance.manager import version_number
 from appliance.monitoring.drift import DriftMonitor, DriftSettings
 from appliance.monitoring.metrics import (
     BatchMetrics,
+    GenerationMetrics,
     GpuCollector,
     ProcessCollector,
     RequestMetrics,
@@ -86,6 +87,7 @@ class Monitoring:
         self.requests = RequestMetrics()
         self.port: int | None = None
         self._monitors: dict[tuple[str, int], ModelMonitor] = {}
+        self._generative: dict[tuple[str, int], GenerationMetrics] = {}
         # Replaced whole under the lock, read without it on the event loop.
         self._names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -148,14 +150,29 @@ class Monitoring:
         monitor = ModelMonitor(model, drift)
         with self._lock:
             self._monitors[(model.name, model.version)] = monitor
-            self._names = frozenset(name for name, _ in self._monitors)
+            self._refresh_names()
         return monitor
+
+    def attach_generative(self, name: str, version: int) -> GenerationMetrics | None:
+        """Token and sequence metrics for a generative version about to load."""
+        if not self.enabled:
+            return None
+        metrics = GenerationMetrics()
+        with self._lock:
+            self._generative[(name, version)] = metrics
+            self._refresh_names()
+        return metrics
+
+    def _refresh_names(self) -> None:
+        """Under the lock: the names ``record_request`` counts under their own label."""
+        self._names = frozenset(name for name, _ in (*self._monitors, *self._generative))
 
     def detach(self, model: _Served) -> None:
         """A version was retired: its gauges go; its cache counts stay in the totals."""
         with self._lock:
             self._monitors.pop((model.name, model.version), None)
-            self._names = frozenset(name for name, _ in self._monitors)
+            self._generative.pop((model.name, model.version), None)
+            self._refresh_names()
             if model.cache is not None:
                 self._retired_hits += model.cache.hits
                 self._retired_misses += model.cache.misses
@@ -163,6 +180,10 @@ class Monitoring:
     def monitors(self) -> list[ModelMonitor]:
         with self._lock:
             return [self._monitors[k] for k in sorted(self._monitors)]
+
+    def generative(self) -> list[tuple[tuple[str, int], GenerationMetrics]]:
+        with self._lock:
+            return sorted(self._generative.items())
 
     # -- requests --------------------------------------------------------------
 
@@ -182,7 +203,8 @@ class Monitoring:
         if model not in self._names:
             return None
         number = version_number(version)
-        return number is not None and (model, number) in self._monitors
+        key = (model, number)
+        return number is not None and (key in self._monitors or key in self._generative)
 
     # -- status ----------------------------------------------------------------
 
@@ -191,21 +213,27 @@ class Monitoring:
         recent = self.requests.recent(name, str(version))
         with self._lock:
             monitor = self._monitors.get((name, version))
+            generation = self._generative.get((name, version))
         drift = monitor.drift if monitor is not None else None
         scores = drift.psi() if drift is not None else {}
+        tokens = generation.recent() if generation is not None else None
         return ModelFigures(
             request_rate=recent.request_rate,
             latency_p50_ms=recent.latency_p50_ms,
             latency_p99_ms=recent.latency_p99_ms,
             drift_psi=scores,
             drift_state=drift.state(scores).value if drift is not None else "",
+            tokens_per_s=tokens.tokens_per_s if tokens else 0.0,
+            ttft_p50_ms=tokens.ttft_p50_ms if tokens else 0.0,
+            ttft_p99_ms=tokens.ttft_p99_ms if tokens else 0.0,
+            generative=generation is not None,
         )
 
     def model_figures(self, name: str, active: int | None) -> ModelFigures:
         """A model at a glance: request rate over all its versions; latency and drift of
         the version that answers unversioned requests (``active``)."""
         with self._lock:
-            versions = [v for n, v in self._monitors if n == name]
+            versions = [v for n, v in (*self._monitors, *self._generative) if n == name]
         rate = sum(self.requests.recent(name, str(v)).request_rate for v in versions)
         if active is None:
             return ModelFigures(request_rate=rate)
@@ -216,6 +244,10 @@ class Monitoring:
             latency_p99_ms=figures.latency_p99_ms,
             drift_psi=figures.drift_psi,
             drift_state=figures.drift_state,
+            tokens_per_s=figures.tokens_per_s,
+            ttft_p50_ms=figures.ttft_p50_ms,
+            ttft_p99_ms=figures.ttft_p99_ms,
+            generative=figures.generative,
         )
 
     def daemon_figures(self) -> DaemonFigures:
@@ -246,6 +278,11 @@ class _ModelsCollector:
         yield from _model_families(monitors)
         yield from _drift_families(monitors)
         yield from _cache_families(monitors)
+        yield from merge_families(
+            family
+            for (name, version), metrics in self._monitoring.generative()
+            for family in metrics.families((name, str(version)))
+        )
 
 
 def _model_families(monitors: list[ModelMonitor]) -> Iterator[Metric]:

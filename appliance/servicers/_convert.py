@@ -13,7 +13,7 @@ from typing import Any
 from appliance._proto import grpc_service_pb2 as pb
 from appliance.clip import clip, quoted
 from appliance.errors import ApplianceError, InvalidInputError, Status
-from appliance.manager import IndexEntry
+from appliance.manager import IndexEntry, Served
 from appliance.model import Array, LoadedModel, RequestTensor, Statistics
 from appliance.package.manifest import TensorSpec
 from appliance.tensors import encode
@@ -92,7 +92,7 @@ def requested_outputs_from_proto(request: pb.ModelInferRequest) -> list[str]:
 
 
 def infer_response_to_proto(
-    model: LoadedModel, request_id: str, outputs: dict[str, Array]
+    model: Served, request_id: str, outputs: dict[str, Array]
 ) -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(
         model_name=model.name, model_version=str(model.version), id=request_id
@@ -105,6 +105,35 @@ def infer_response_to_proto(
         tensor.shape.extend(array.shape)
         response.raw_output_contents.append(encode(array))
     return response
+
+
+#: Triton's decoupled-streaming parameters: on every response, and on a request.
+FINAL_RESPONSE = "triton_final_response"
+EMPTY_FINAL_RESPONSE = "triton_enable_empty_final_response"
+
+
+def wants_empty_final_response(request: pb.ModelInferRequest) -> bool:
+    """The client asked for an output-less final response (tritonclient's
+    ``enable_empty_final_response``)."""
+    parameter = request.parameters.get(EMPTY_FINAL_RESPONSE)
+    return parameter is not None and parameter.bool_param
+
+
+def piece_response_to_proto(
+    model: Served, request_id: str, outputs: dict[str, Array], final: bool
+) -> pb.ModelStreamInferResponse:
+    """One response of a decoupled stream: its outputs and whether it is the last."""
+    response = infer_response_to_proto(model, request_id, outputs)
+    response.parameters[FINAL_RESPONSE].bool_param = final
+    return pb.ModelStreamInferResponse(infer_response=response)
+
+
+def empty_final_response_to_proto(model: Served, request_id: str) -> pb.ModelStreamInferResponse:
+    response = pb.ModelInferResponse(
+        model_name=model.name, model_version=str(model.version), id=request_id
+    )
+    response.parameters[FINAL_RESPONSE].bool_param = True
+    return pb.ModelStreamInferResponse(infer_response=response)
 
 
 def stream_error_to_proto(
@@ -136,9 +165,7 @@ def _tensor_metadata(specs: Iterable[TensorSpec]) -> list[pb.ModelMetadataRespon
     ]
 
 
-def model_metadata_to_proto(
-    model: LoadedModel, versions: Sequence[int]
-) -> pb.ModelMetadataResponse:
+def model_metadata_to_proto(model: Served, versions: Sequence[int]) -> pb.ModelMetadataResponse:
     return pb.ModelMetadataResponse(
         name=model.name,
         versions=[str(v) for v in versions],
@@ -148,14 +175,14 @@ def model_metadata_to_proto(
     )
 
 
-def model_config_to_proto(model: LoadedModel) -> pb.ModelConfigResponse:
+def model_config_to_proto(model: Served) -> pb.ModelConfigResponse:
     spec = model.spec
     # Triton reports dims without the batch axis when max_batch_size > 0.
     skip = 1 if spec.max_batch_size > 0 else 0
     config = pb.ModelConfig(
         name=spec.name,
         platform=spec.platform,
-        backend="onnxruntime",
+        backend="onnxruntime" if isinstance(model, LoadedModel) else spec.platform,
         max_batch_size=spec.max_batch_size,
         input=[
             pb.ModelInput(name=s.name, data_type=_CONFIG_TYPES[s.datatype], dims=s.shape[skip:])
@@ -166,9 +193,9 @@ def model_config_to_proto(model: LoadedModel) -> pb.ModelConfigResponse:
             for s in spec.outputs
         ],
     )
-    if model.settings.enabled:
+    if isinstance(model, LoadedModel) and model.settings.enabled:
         config.dynamic_batching.max_queue_delay_microseconds = model.settings.max_queue_delay_us
-    config.parameters["execution_providers"].string_value = ",".join(model.session.providers)
+    config.parameters["execution_providers"].string_value = ",".join(model.providers)
     if spec.labels:
         config.parameters["labels"].string_value = ",".join(spec.labels)
     return pb.ModelConfigResponse(config=config)
@@ -178,7 +205,7 @@ def _duration(count: int, ns: int) -> pb.StatisticDuration:
     return pb.StatisticDuration(count=count, ns=ns)
 
 
-def statistics_to_proto(models: Iterable[LoadedModel]) -> pb.ModelStatisticsResponse:
+def statistics_to_proto(models: Iterable[Served]) -> pb.ModelStatisticsResponse:
     response = pb.ModelStatisticsResponse()
     for model in models:
         s: Statistics = model.stats

@@ -22,8 +22,10 @@ from appliance._proto import grpc_service_pb2 as pb
 from appliance._proto import grpc_service_pb2_grpc as pb_grpc
 from appliance.clip import quoted
 from appliance.errors import ApplianceError
+from appliance.generative import GenerativeVersion, parse_request
 from appliance.manager import ModelManager
 from appliance.servicers import _convert as convert
+from appliance.servicers._interleave import Interleaved
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +97,54 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         request_iterator: AsyncIterator[pb.ModelInferRequest],
         context: Context,
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        async for request in request_iterator:
-            try:
-                response = await self.ModelInfer(request, context)
-            except ApplianceError as exc:
-                log.info("stream request for model %s refused: %s", quoted(request.model_name), exc)
-                yield convert.stream_error_to_proto(exc, request)
+        def answer(request: pb.ModelInferRequest) -> AsyncIterator[pb.ModelStreamInferResponse]:
+            return self._answer_in_stream(request, context)
+
+        streams = Interleaved(answer, self._generates)
+        async for response in streams.responses(request_iterator):
+            yield response
+
+    def _generates(self, request: pb.ModelInferRequest) -> bool:
+        """A request answered over time (a generation), run beside the stream's others."""
+        try:
+            model = self._manager.get(request.model_name, request.model_version)
+        except ApplianceError:
+            return False
+        return isinstance(model, GenerativeVersion)
+
+    async def _answer_in_stream(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """The responses to one message; a refused one answers with its error."""
+        try:
+            model = self._manager.get(request.model_name, request.model_version)
+            if not isinstance(model, GenerativeVersion):
+                answer = await self.ModelInfer(request, context)
+                yield pb.ModelStreamInferResponse(infer_response=answer)
+                return
+            async for response in self._generate(model, request, context):
+                yield response
+        except ApplianceError as exc:
+            log.info("stream request for model %s refused: %s", quoted(request.model_name), exc)
+            yield convert.stream_error_to_proto(exc, request)
+
+    async def _generate(
+        self, model: GenerativeVersion, request: pb.ModelInferRequest, context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Decoupled: one response per piece, the last one final (or an empty final one
+        after it, when the request asks for that)."""
+        parsed = parse_request(
+            convert.request_tensors_from_proto(request),
+            convert.requested_outputs_from_proto(request),
+        )
+        empty_final = convert.wants_empty_final_response(request)
+        async for outputs, final in model.v2_stream(parsed, deadline_of(context)):
+            if not final or not empty_final:
+                yield convert.piece_response_to_proto(model, request.id, outputs, final)
                 continue
-            yield pb.ModelStreamInferResponse(infer_response=response)
+            if not _nothing_new(outputs):
+                yield convert.piece_response_to_proto(model, request.id, outputs, False)
+            yield convert.empty_final_response_to_proto(model, request.id)
 
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: Context
@@ -138,3 +180,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelUnloadResponse:
         await self._manager.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+def _nothing_new(outputs: dict[str, Any]) -> bool:
+    """A last piece with no text and nothing else asked for: the empty final response
+    says all it would."""
+    text = outputs.get("text_output")
+    return set(outputs) == {"text_output"} and text is not None and text.reshape(-1)[0] == b""
