@@ -220,7 +220,7 @@ def build_clinical_lm() -> None:
 
 
 def _show_golden(cases: list[GenerationCase]) -> None:
-    import onnxruntime_genai as og
+    import onnxruntime_genai as og  # type: ignore[import-untyped]
 
     tokenizer = og.Tokenizer(og.Model(str(LM_OUT)))
     for case in cases:

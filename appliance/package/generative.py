@@ -173,7 +173,7 @@ class _GreedyDecoder:
     """One loaded model and tokenizer; each prompt decoded by its own ``Generator``."""
 
     def __init__(self, folder: Path):
-        import onnxruntime_genai as og
+        import onnxruntime_genai as og  # type: ignore[import-untyped]
 
         self._og = og
         self._eos = eos_token_ids(read_genai_config(folder))
