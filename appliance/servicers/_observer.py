@@ -54,7 +54,15 @@ class Observer(Layer):
         self._quiet[method.path] = self._quiet_of(method.path)
         return True
 
-    def _log(self, call: Call, request: Any, response: Any, status: str, start: float) -> None:
+    def _log(
+        self,
+        call: Call,
+        request: Any,
+        response: Any,
+        status: str,
+        start: float,
+        peer: str | None = None,
+    ) -> None:
         quiet = self._quiet[call.method.path]
         log = self.recorder.log
         if not log.wants(status, quiet):
@@ -68,7 +76,7 @@ class Observer(Layer):
             rpc=call.method.name,
             fields=described,
             caller=call.identity.name if call.identity is not None else "unknown",
-            peer=call.context.peer(),
+            peer=peer if peer is not None else call.context.peer(),
             status=status,
             seconds=time.perf_counter() - start,
             quiet=quiet,
@@ -101,6 +109,9 @@ class Observer(Layer):
     async def stream(self, call: Call, request: Any, proceed: Stream) -> AsyncIterator[Any]:
         start = time.perf_counter()
         status = "OK"
+        # Read now: a stream the server cancels on shutdown (grace 0) may have its call
+        # freed by the time the finally below runs, and peer() on it then crashes grpc.
+        peer = call.context.peer()
         messages = _Messages(self.recorder) if call.method.path == _STREAM_INFER else None
         try:
             requests = messages.watch(request) if messages is not None else request
@@ -114,7 +125,7 @@ class Observer(Layer):
         finally:
             if messages is not None:
                 messages.unanswered("CANCELLED" if status == "OK" else status)
-            self._log(call, request, None, status, start)
+            self._log(call, request, None, status, start, peer)
 
 
 class _Messages:
