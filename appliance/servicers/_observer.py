@@ -61,6 +61,7 @@ class Observer(Layer):
         response: Any,
         status: str,
         start: float,
+        *,
         peer: str | None = None,
     ) -> None:
         quiet = self._quiet[call.method.path]
@@ -125,7 +126,7 @@ class Observer(Layer):
         finally:
             if messages is not None:
                 messages.unanswered("CANCELLED" if status == "OK" else status)
-            self._log(call, request, None, status, start, peer)
+            self._log(call, request, None, status, start, peer=peer)
 
 
 class _Messages:
