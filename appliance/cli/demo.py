@@ -1,14 +1,18 @@
-"""``appliance demo``: start the daemon on the embedded model and show a real prediction.
+"""``appliance demo``: start the daemon on the embedded models and show them answering.
 
 The first thing a new user runs. It starts ``appliance serve`` as a child process on a
 free loopback port, calls it with ``tritonclient`` (the same client a clinical
 application would use), prints the answer for a few tumours from the held-out data
-shipped with the model, and stops the daemon with SIGTERM.
+shipped with the classifier, streams a completion from the embedded clinical language
+model over ``ModelStreamInfer`` (Triton's decoupled streaming, as its vLLM clients use
+it), and stops the daemon with SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import queue
 import signal
 import socket
 import subprocess
@@ -18,17 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import NotReadyError
+from appliance.errors import InferenceError, NotReadyError
 
 MODEL = "breast_cancer"
+LM = "clinical_lm"
+#: The opening the language model continues, and how far (greedy: the same every run).
+LM_PROMPT = "Patient reports"
+LM_TOKENS = 40
 
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "demo",
-        help="serve the embedded model and show a real prediction over gRPC",
-        description="Start the daemon on the embedded breast-cancer model, ask it for "
-        "predictions with tritonclient, print them, stop the daemon.",
+        help="serve the embedded models and show a prediction and a streamed completion",
+        description="Start the daemon on the embedded models, ask the breast-cancer "
+        "classifier for predictions and the clinical language model for a streamed "
+        "completion with tritonclient, print them, stop the daemon.",
     )
     parser.add_argument("--address", help="HOST:PORT to serve on (default: a free port)")
     parser.set_defaults(func=run)
@@ -104,6 +113,7 @@ def _show(console: Any, address: str, child: subprocess.Popen[str]) -> int:
         console.print(
             "inputs: " + ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in meta.inputs)
         )
+        _stream_completion(console, address)
     finally:
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=30)
@@ -112,6 +122,52 @@ def _show(console: Any, address: str, child: subprocess.Popen[str]) -> int:
         return 1
     console.print("daemon drained and stopped (exit 0)")
     return 0
+
+
+def _stream_completion(console: Any, address: str) -> None:
+    """The language model's continuation of ``LM_PROMPT``, printed piece by piece as the
+    stream delivers it."""
+    import tritonclient.grpc as triton
+
+    events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    console.print(f"\n[bold]{LM}[/] streaming over ModelStreamInfer at {address}:")
+    console.print(LM_PROMPT, style="bold", end="")
+    with triton.InferenceServerClient(address) as client:
+        client.start_stream(callback=lambda result, error: events.put((result, error)))
+        try:
+            client.async_stream_infer(
+                LM, _lm_inputs(), request_id="demo", enable_empty_final_response=True
+            )
+            while True:
+                result, error = events.get(timeout=120)
+                if error is not None:
+                    raise InferenceError(f"the streamed completion failed: {error}")
+                text = result.as_numpy("text_output")
+                if text is not None and text.size:
+                    console.print(text.reshape(-1)[0].decode(), end="", highlight=False)
+                if result.get_response().parameters["triton_final_response"].bool_param:
+                    break
+        finally:
+            client.stop_stream()
+    console.print()
+
+
+def _lm_inputs() -> list[Any]:
+    """The tensors of Triton's vLLM backend: the prompt, its sampling, stream on."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    sampling = json.dumps({"max_tokens": LM_TOKENS, "temperature": 0})
+    tensors = []
+    for name, datatype, value in (
+        ("text_input", "BYTES", np.array([LM_PROMPT.encode()], dtype=np.object_)),
+        ("sampling_parameters", "BYTES", np.array([sampling.encode()], dtype=np.object_)),
+        ("stream", "BOOL", np.array([True])),
+    ):
+        tensor = triton.InferInput(name, [1], datatype)
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return tensors
 
 
 def _wait_ready(client: Any, child: subprocess.Popen[str], timeout: float = 60.0) -> None:

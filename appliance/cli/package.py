@@ -1,7 +1,10 @@
 """``appliance package build | verify | inspect``: package an ONNX model someone already has.
 
 ``build`` reads the tensor specs from the graph, makes golden cases (random valid inputs,
-or ``--golden FILE.npz``), writes ``model.json`` and signs the package. ``verify`` checks
+or ``--golden FILE.npz``), writes ``model.json`` and signs the package. Given a folder
+holding ``genai_config.json`` (onnxruntime-genai's builder output) it packages a
+``task: text-generation`` model instead: every file of the folder, golden prompts
+(``--prompt``) with their greedy continuations. ``verify`` checks
 a package against public keys; ``inspect`` prints its manifest without verifying.
 """
 
@@ -21,8 +24,15 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("package", help="build, verify and inspect model packages")
     sub = parser.add_subparsers(dest="package_command", required=True, metavar="ACTION")
 
-    build = sub.add_parser("build", help="package and sign an existing ONNX model")
-    build.add_argument("model", type=Path, metavar="MODEL.onnx")
+    build = sub.add_parser(
+        "build", help="package and sign an existing ONNX model or onnxruntime-genai folder"
+    )
+    build.add_argument(
+        "model",
+        type=Path,
+        metavar="MODEL.onnx|FOLDER",
+        help="a folder with genai_config.json: a generative model",
+    )
     build.add_argument("--name", required=True)
     build.add_argument("--version", required=True, type=int, help="integer, increasing")
     build.add_argument("--key", required=True, type=Path, help="PEM EC private key")
@@ -57,6 +67,22 @@ def register(subparsers: Any) -> None:
         "--no-normalize", action="store_true", help="serve embeddings without L2 normalisation"
     )
     embedding.add_argument("--max-length", type=int, help="tokens per text at most")
+    generative = build.add_argument_group("generative models (a FOLDER with genai_config.json)")
+    generative.add_argument(
+        "--prompt",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a golden prompt (repeatable; synthetic text, never patient data); default: "
+        "a few openings of clinical notes",
+    )
+    generative.add_argument(
+        "--golden-tokens",
+        type=int,
+        default=16,
+        metavar="N",
+        help="tokens of greedy continuation recorded per golden prompt",
+    )
     build.set_defaults(func=_build)
 
     verify = sub.add_parser("verify", help="check a package's signature and manifest")
@@ -88,10 +114,23 @@ def _labels(args: argparse.Namespace) -> tuple[str, ...] | None:
     return tuple(args.labels) if args.labels else None
 
 
+def _provenance(args: argparse.Namespace) -> Any:
+    from appliance.package import Provenance
+
+    return Provenance(
+        source_model=args.source or args.model.name,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        tool=f"appliance {_appliance_version}",
+    )
+
+
 def _build(args: argparse.Namespace) -> int:
+    from appliance.package.generative import is_generative_folder
+
+    if args.model.is_dir() and is_generative_folder(args.model):
+        return _build_generative(args)
     from appliance.package import (
         Manifest,
-        Provenance,
         build_package,
         make_golden,
         specs_from_onnx,
@@ -108,11 +147,7 @@ def _build(args: argparse.Namespace) -> int:
         outputs=outputs,
         labels=_labels(args),
         max_batch_size=args.max_batch_size,
-        provenance=Provenance(
-            source_model=args.source or args.model.name,
-            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            tool=f"appliance {_appliance_version}",
-        ),
+        provenance=_provenance(args),
         golden=golden,
         embedding=Embedding(
             pooling=args.pooling, normalize=not args.no_normalize, max_length=args.max_length
@@ -122,6 +157,35 @@ def _build(args: argparse.Namespace) -> int:
     )
     path = build_package(args.model, manifest, args.key, args.out, extra_files=args.include)
     print(f"wrote {path} ({path.stat().st_size} bytes, {len(golden.cases)} golden cases)")
+    return 0
+
+
+def _build_generative(args: argparse.Namespace) -> int:
+    from appliance.package import TEXT_GENERATION, Manifest, build_generative_package
+    from appliance.package.generative import (
+        DEFAULT_PROMPTS,
+        GENERATIVE_INPUTS,
+        GENERATIVE_OUTPUTS,
+        check_genai_config,
+        make_generation_golden,
+    )
+
+    check_genai_config(args.model, flat=True)  # before running it
+    golden = make_generation_golden(
+        args.model, tuple(args.prompt) or DEFAULT_PROMPTS, args.golden_tokens
+    )
+    manifest = Manifest(
+        name=args.name,
+        version=args.version,
+        task=TEXT_GENERATION,
+        inputs=GENERATIVE_INPUTS,
+        outputs=GENERATIVE_OUTPUTS,
+        max_batch_size=0,  # requests are batched step by step by the engine, not stacked
+        provenance=_provenance(args),
+        generation_golden=golden,
+    )
+    path = build_generative_package(args.model, manifest, args.key, args.out)
+    print(f"wrote {path} ({path.stat().st_size} bytes, {len(golden.cases)} golden prompts)")
     return 0
 
 
@@ -149,6 +213,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if manifest.labels:
         print(f"  labels: {', '.join(manifest.labels)}")
     cases = len(manifest.golden.cases) if manifest.golden else 0
+    if manifest.generation_golden is not None:
+        cases = len(manifest.generation_golden.cases)
     print(f"  golden cases: {cases}")
     prov = manifest.provenance
     print(f"  source: {prov.source_model or '-'}  created: {prov.created or '-'}")

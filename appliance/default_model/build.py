@@ -1,23 +1,38 @@
-"""Rebuild the embedded default model: a breast-cancer risk classifier.
+"""Rebuild the embedded default models: a breast-cancer risk classifier and a small
+clinical-text language model.
 
-Trains a logistic regression on scikit-learn's bundled Wisconsin diagnostic data (569
-tumours, 30 features from digitised fine-needle aspirate images; no download) and writes
-it as a hand-built ONNX graph with the standardisation inside, so the model takes the
-raw features:
+    python -m appliance.default_model.build [breast_cancer] [clinical_lm]
+
+**breast_cancer.** Trains a logistic regression on scikit-learn's bundled Wisconsin
+diagnostic data (569 tumours, 30 features from digitised fine-needle aspirate images; no
+download) and writes it as a hand-built ONNX graph with the standardisation inside, so
+the model takes the raw features:
 
     input (batch, 30) FP32 -> (x - mean) / std -> MatMul W (30, 2) + b -> Softmax
     -> probabilities (batch, 2) FP32, columns [malignant, benign]
 
-    python -m appliance.default_model.build
-
 Its model.json carries a reference profile of the training data (drift monitoring).
 
-Needs scikit-learn (the ``dev`` extra). The serving daemon itself never imports this.
+**clinical_lm.** A Llama of ``LM_SPEC``'s shape trained by ``compress.lm`` on the
+synthetic clinical corpus (``compress.corpus``: templated sentences, no patient data),
+built to int4 for the CPU by onnxruntime-genai's model builder, with golden prompts and
+their greedy continuations in its ``model.json``. It writes clinical-style sentences,
+nothing more: a demonstration of the generative path, not a clinical tool. On one box
+and one set of library versions the rebuild is bit-identical (fixed seeds, two torch
+threads, no timestamp in its manifest); other CPUs or torch builds may round the
+training's floats differently.
+
+Needs scikit-learn, torch and transformers (the ``dev`` extra). The serving daemon
+itself never imports this.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import shutil
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +43,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from appliance.errors import ModelLoadError
+from appliance.package.generative import (
+    DEFAULT_GOLDEN_TOKENS,
+    DEFAULT_PROMPTS,
+    GENERATIVE_INPUTS,
+    GENERATIVE_OUTPUTS,
+    make_generation_golden,
+)
 from appliance.package.golden import make_reference_profile
 from appliance.package.manifest import (
+    TEXT_GENERATION,
+    GenerationCase,
     Golden,
     GoldenCase,
     Manifest,
@@ -39,11 +63,36 @@ from appliance.package.manifest import (
     write_manifest,
 )
 from appliance.runtime import open_session
+from compress.lm import GenaiBuild, LlamaSpec, build_genai, build_llama
 
+HERE = Path(__file__).resolve().parent
 NAME = "breast_cancer"
 VERSION = 1
-OUT = Path(__file__).resolve().parent / NAME / str(VERSION)
+OUT = HERE / NAME / str(VERSION)
 SEED = 0
+
+LM_NAME = "clinical_lm"
+LM_VERSION = 1
+LM_OUT = HERE / LM_NAME / str(LM_VERSION)
+#: Big enough to write readable clinical-style sentences after a few minutes of training
+#: on two CPU cores, small enough (about 3 MB at int4) to ship inside the package.
+LM_SPEC = LlamaSpec(
+    hidden=128,
+    layers=3,
+    heads=4,
+    kv_heads=2,
+    intermediate=384,
+    vocab=768,
+    context=256,
+    steps=300,
+    batch=16,
+    seq=64,
+    lr=3e-3,
+    sentences=6000,
+    seed=SEED,
+)
+#: Training threads, fixed: a float sum's rounding depends on how it is split.
+LM_THREADS = 2
 
 
 def build_graph(
@@ -81,7 +130,7 @@ def build_graph(
     return model
 
 
-def main() -> None:
+def build_breast_cancer() -> None:
     data = load_breast_cancer()
     x = data.data.astype(np.float32)
     y = data.target
@@ -134,6 +183,79 @@ def main() -> None:
 
 def _tensor(array: np.ndarray) -> TensorData:
     return TensorData(datatype="FP32", shape=array.shape, data=array.ravel().tolist())
+
+
+def build_clinical_lm() -> None:
+    import torch
+
+    torch.set_num_threads(LM_THREADS)
+    with tempfile.TemporaryDirectory(prefix="clinical-lm-") as tmp:
+        hf = build_llama(LM_SPEC, Path(tmp) / "hf")
+        loss = _heldout_loss(hf)
+        genai = build_genai(hf, Path(tmp) / "genai", GenaiBuild(precision="int4", provider="cpu"))
+        golden = make_generation_golden(genai, DEFAULT_PROMPTS, DEFAULT_GOLDEN_TOKENS)
+        if LM_OUT.exists():
+            shutil.rmtree(LM_OUT)
+        shutil.copytree(genai, LM_OUT)
+    manifest = Manifest(
+        name=LM_NAME,
+        version=LM_VERSION,
+        task=TEXT_GENERATION,
+        inputs=GENERATIVE_INPUTS,
+        outputs=GENERATIVE_OUTPUTS,
+        max_batch_size=0,  # the engine batches step by step
+        provenance=Provenance(
+            source_model="LlamaForCausalLM trained by compress.lm on compress.corpus "
+            "(synthetic clinical-style sentences)",
+            recipe={"spec": asdict(LM_SPEC), "build": {"precision": "int4", "provider": "cpu"}},
+            metrics_after={"heldout_loss_fp32": round(loss, 4)},
+            tool="appliance.default_model.build",  # no timestamp: rebuilds are bit-identical
+        ),
+        generation_golden=golden,
+    )
+    write_manifest(manifest, LM_OUT)
+    size = sum(p.stat().st_size for p in LM_OUT.iterdir())
+    print(f"wrote {LM_OUT}: {size / 1e6:.1f} MB, held-out loss {loss:.3f} (fp32, nats/token)")
+    _show_golden(golden.cases)
+
+
+def _show_golden(cases: list[GenerationCase]) -> None:
+    import onnxruntime_genai as og  # type: ignore[import-untyped]
+
+    tokenizer = og.Tokenizer(og.Model(str(LM_OUT)))
+    for case in cases:
+        print(f"  {case.prompt!r} -> {tokenizer.decode(list(case.token_ids))!r}")
+
+
+def _heldout_loss(hf: Path) -> float:
+    """Next-token loss of the trained fp32 model on sentences of unseen templates."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from compress.lm.tiny import corpus
+
+    _, heldout = corpus(LM_SPEC)
+    tokenizer = AutoTokenizer.from_pretrained(hf)
+    model = LlamaForCausalLM.from_pretrained(hf)
+    model.eval()  # type: ignore[no-untyped-call]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in heldout[:200]:
+            ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(text)]])
+            out = model(input_ids=ids, labels=ids)
+            total += float(out.loss) * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    return total / count
+
+
+BUILDERS = {NAME: build_breast_cancer, LM_NAME: build_clinical_lm}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m appliance.default_model.build")
+    parser.add_argument("models", nargs="*", choices=sorted(BUILDERS), help="default: all")
+    for name in parser.parse_args(argv).models or sorted(BUILDERS):
+        BUILDERS[name]()
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from appliance.errors import (
     VersionExistsError,
     VersionInUseError,
 )
+from appliance.generative import GenerativeVersion
 from appliance.lifecycle._durable import move_into_place, remove_folder, storage_errors
 from appliance.lifecycle.audit import AuditSink, audited
 from appliance.lifecycle.faults import fault_point, pause_point
@@ -63,11 +64,10 @@ from appliance.lifecycle.results import (
     SwitchResult,
     VersionListing,
 )
-from appliance.lifecycle.selftest import run_self_test
+from appliance.lifecycle.selftest import run_generation_self_test, run_self_test
 from appliance.lifecycle.staging import Staging, Upload, idle_bounded
 from appliance.lifecycle.state import StateStore
 from appliance.manager import ModelManager, Served
-from appliance.model import LoadedModel
 from appliance.package import MODEL_NAME, Manifest, unpack_package, verify_package
 from appliance.package.archive import MAX_PACKAGE_BYTES
 from appliance.repository import EMBEDDED_ROOT, VersionSource
@@ -252,26 +252,33 @@ class Lifecycle:
         log.warning("model %s: downgrade from %d to %d allowed", name, floor, version)
 
     async def _load_and_test(self, source: VersionSource, *, verified: bool) -> Served:
-        """A session for ``source`` beside the serving one, passed its golden cases."""
+        """A session (or engine) for ``source`` beside the serving one, passed its golden
+        cases."""
         existing = self._loaded(source.name, source.version)
         model = existing or await self._manager.add_version(source, verified=verified)
         label = f"model {source.name!r} version {source.version}"
-        if not isinstance(model, LoadedModel):
-            # Golden continuations of a generative package are not checked yet.
-            log.info("%s loaded (generative: no session self-test)", label)
-            return model
-        golden = source.manifest.golden if source.manifest else None
-        providers = ",".join(model.session.providers)
         try:
-            passed = await asyncio.to_thread(
-                run_self_test, label, golden, model.session.run, providers
-            )
+            passed, providers = await self._self_test(label, source, model)
         except BaseException:
             if existing is None:
                 await self._manager.retire(source.name, source.version, 0)
             raise
         log.info("%s passed its self-test (%d golden cases on %s)", label, passed, providers)
         return model
+
+    @staticmethod
+    async def _self_test(label: str, source: VersionSource, model: Served) -> tuple[int, str]:
+        """(cases passed, providers): tensors through the session, or prompts through the
+        generation engine."""
+        manifest = source.manifest
+        if isinstance(model, GenerativeVersion):
+            golden = manifest.generation_golden if manifest else None
+            passed = await run_generation_self_test(label, golden, model)
+            return passed, ",".join(model.providers)
+        providers = ",".join(model.session.providers)
+        tensors = manifest.golden if manifest else None
+        run = model.session.run
+        return await asyncio.to_thread(run_self_test, label, tensors, run, providers), providers
 
     def _loaded(self, name: str, version: int) -> Served | None:
         for model in self._manager.loaded():

@@ -6,21 +6,33 @@ session that will serve it. This catches a model that loads but computes somethi
 else here: a provider bug, an fp16 engine drifting too far, a tampered-then-re-signed
 graph. Error messages name the case, the output, the worst element and the tolerance;
 never the tensor contents.
+
+A generative version (``task: text-generation``) is checked the same way with its own
+golden cases: each prompt, decoded greedily by the engine that will serve it, must give
+the continuation whose token ids were recorded at build. The message names the case
+and the token counts, never the text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from appliance.errors import PackageError, SelfTestError
-from appliance.package.manifest import Golden, TensorData
+from appliance.generative.types import SamplingOptions
+from appliance.package.manifest import GenerationGolden, Golden, TensorData
 from appliance.tensors import V2_TO_NUMPY
+
+if TYPE_CHECKING:
+    from appliance.generative import GenerativeVersion
 
 Array = np.ndarray[Any, Any]
 RunFn = Callable[[dict[str, Array]], Mapping[str, Array]]
+#: Seconds one golden prompt may take: generous, a busy box must not fail a good model.
+_GENERATION_BUDGET_S = 120.0
 
 
 def tensor_array(tensor: TensorData) -> Array:
@@ -68,4 +80,42 @@ def _compare(where: str, expected: Array, got: Array, golden: Golden, providers:
     )
 
 
-__all__ = ["run_self_test", "tensor_array"]
+async def run_generation_self_test(
+    label: str, golden: GenerationGolden | None, model: GenerativeVersion
+) -> int:
+    """Run every golden prompt through the engine that will serve; return how many passed.
+
+    Greedy (temperature 0) with the case's token budget. The engine streams text, so
+    the recorded token ids are decoded as it decodes them (the model's tokenizer, one
+    token at a time: a byte-level token that ends inside a character decodes to nothing
+    until the character is complete) and the texts compared; the count of generated
+    tokens must match the recorded ids (one more allowed: an end-of-sequence token the
+    engine counted).
+    """
+    if golden is None:
+        raise PackageError(
+            f"{label}: expected golden prompts (generation_golden) in model.json for the "
+            "on-box self-test, found none"
+        )
+    providers = ",".join(model.providers)
+    for index, case in enumerate(golden.cases):
+        options = SamplingOptions(max_tokens=case.max_tokens, temperature=0.0)
+        deadline = time.monotonic() + _GENERATION_BUDGET_S
+        done = await model.generate(case.prompt, options, deadline)
+        expected = _streamed_text(model.engine.tokenizer, case.token_ids)
+        count = len(case.token_ids)
+        if done.text != expected or not count <= done.completion_tokens <= count + 1:
+            raise SelfTestError(
+                f"{label}: golden prompt {index}: expected the {count} greedy tokens "
+                f"recorded at build, got {done.completion_tokens} tokens of different text "
+                f"on {providers}; the model generates something else on this box"
+            )
+    return len(golden.cases)
+
+
+def _streamed_text(tokenizer: Any, token_ids: Sequence[int]) -> str:
+    stream = tokenizer.create_stream()
+    return "".join(str(stream.decode(int(token))) for token in token_ids)
+
+
+__all__ = ["run_generation_self_test", "run_self_test", "tensor_array"]

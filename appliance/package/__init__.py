@@ -1,8 +1,9 @@
 """The model package (``NAME-VERSION.apkg``): manifest, build, sign, verify.
 
 Public API: the manifest schema, ``generate_keypair``, ``sign_folder``/``verify_folder``,
-``build_package``/``unpack_package``/``verify_package``, ``verify_model_folder`` and
-``check_unsigned_folder`` (version folders on disk), ``make_golden`` and
+``build_package``/``build_generative_package``/``unpack_package``/``verify_package``,
+``verify_model_folder`` and ``check_unsigned_folder`` (version folders on disk),
+``make_golden`` (``make_generation_golden`` for a generative folder) and
 ``make_reference_profile``. Extraction is safe against hostile archives; every failure
 is a ``PackageError`` (``SignatureError`` for signature failures).
 
@@ -29,7 +30,12 @@ _SOURCES = {
     "SIGNATURE_NAME": "appliance.package.manifest",
     "TensorData": "appliance.package.manifest",
     "TensorSpec": "appliance.package.manifest",
+    "GenerationCase": "appliance.package.manifest",
+    "GenerationGolden": "appliance.package.manifest",
+    "TEXT_GENERATION": "appliance.package.manifest",
+    "build_generative_package": "appliance.package.build",
     "build_package": "appliance.package.build",
+    "make_generation_golden": "appliance.package.generative",
     "check_unsigned_folder": "appliance.package.build",
     "generate_keypair": "appliance.package.keys",
     "make_golden": "appliance.package.golden",
@@ -48,6 +54,7 @@ _SOURCES = {
 if TYPE_CHECKING:
     from appliance.package.build import (
         PACKAGE_SUFFIX,
+        build_generative_package,
         build_package,
         check_unsigned_folder,
         package_filename,
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
         verify_model_folder,
         verify_package,
     )
+    from appliance.package.generative import make_generation_golden
     from appliance.package.golden import make_golden, make_reference_profile
     from appliance.package.keys import PRIVATE_KEY_NAME, PUBLIC_KEY_NAME, generate_keypair
     from appliance.package.manifest import (
@@ -63,6 +71,9 @@ if TYPE_CHECKING:
         MANIFEST_NAME,
         MODEL_NAME,
         SIGNATURE_NAME,
+        TEXT_GENERATION,
+        GenerationCase,
+        GenerationGolden,
         Golden,
         GoldenCase,
         Manifest,
@@ -92,15 +103,20 @@ __all__ = [
     "PRIVATE_KEY_NAME",
     "PUBLIC_KEY_NAME",
     "SIGNATURE_NAME",
+    "TEXT_GENERATION",
+    "GenerationCase",
+    "GenerationGolden",
     "Golden",
     "GoldenCase",
     "Manifest",
     "Provenance",
     "TensorData",
     "TensorSpec",
+    "build_generative_package",
     "build_package",
     "check_unsigned_folder",
     "generate_keypair",
+    "make_generation_golden",
     "make_golden",
     "make_reference_profile",
     "package_filename",

@@ -3,6 +3,8 @@
 ``build_package`` stages ``model.onnx`` (with any external data files), ``model.json``,
 any files shipped beside the model (an embedding model's tokenizer) and the signature
 over all of them in a temporary folder, and writes ``NAME-VERSION.apkg`` atomically.
+``build_generative_package`` does the same for an onnxruntime-genai folder (every file
+of it, flat; ``generative``).
 ``unpack_package`` extracts safely; ``verify_package`` checks the signature against
 trusted keys, that the manifest matches the model (input and output names, datatypes
 and shapes) and that external data names only signed files of the package
@@ -24,9 +26,14 @@ from appliance.errors import PackageError
 from appliance.package._onnx_specs import graph_specs, load_graph
 from appliance.package.archive import MAX_PACKAGE_BYTES, extract_archive, write_archive
 from appliance.package.external import check_external_data, check_location, external_refs
+from appliance.package.generative import check_genai_config, is_generative_folder
 from appliance.package.manifest import (
+    FILE_NAME,
+    GENAI_CONFIG_NAME,
     MANIFEST_NAME,
     MODEL_NAME,
+    SIGNATURE_NAME,
+    TEXT_GENERATION,
     Manifest,
     TensorSpec,
     read_manifest,
@@ -130,6 +137,59 @@ def build_package(
         return write_archive(folder, out_path)
 
 
+def build_generative_package(
+    folder: Path, manifest: Manifest, private_key: Path, out_path: Path
+) -> Path:
+    """Write the signed package of an onnxruntime-genai folder; return its path.
+
+    Every file of ``folder`` goes in under its own name (the builder's output is flat);
+    a subfolder, a link, or a file named like the manifest or the signature is refused.
+    ``genai_config.json`` must name only files of the folder and the model's external
+    data must be flat files of it, as in any package.
+    """
+    folder, out_path = Path(folder), Path(out_path)
+    if not is_generative_folder(folder):
+        raise PackageError(f"expected {GENAI_CONFIG_NAME} in {folder}, found none")
+    if manifest.task != TEXT_GENERATION:
+        raise PackageError(
+            f"a folder with {GENAI_CONFIG_NAME} packages as task {TEXT_GENERATION!r}, "
+            f"got {manifest.task!r}"
+        )
+    if manifest.generation_golden is None:
+        raise PackageError("a text-generation package carries golden prompts; got none")
+    if out_path.suffix != PACKAGE_SUFFIX:
+        out_path = out_path / package_filename(manifest)
+    with tempfile.TemporaryDirectory(prefix="apkg-build-") as tmp:
+        staged = Path(tmp) / "pkg"
+        staged.mkdir()
+        _stage_folder(folder, staged)
+        _check_generative(staged)
+        write_manifest(manifest, staged)
+        sign_folder(staged, Path(private_key))
+        return write_archive(staged, out_path)
+
+
+def _stage_folder(folder: Path, staged: Path) -> None:
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            raise PackageError(
+                f"{path}: a package holds only regular files, flat; expected no links or "
+                "subfolders in the model folder"
+            )
+        if not FILE_NAME.match(path.name) or path.name in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise PackageError(
+                f"{path}: expected a plain file name other than {MANIFEST_NAME} and "
+                f"{SIGNATURE_NAME} (the package writes those)"
+            )
+        shutil.copyfile(path, staged / path.name)
+
+
+def _check_generative(folder: Path) -> None:
+    """The config names only files of the package; the weights are flat files of it."""
+    check_genai_config(folder, flat=True)
+    check_external_data(load_graph(folder / MODEL_NAME), folder, flat=True)
+
+
 def unpack_package(
     apkg: Path,
     dest_dir: Path,
@@ -174,6 +234,11 @@ def _verify_folder(folder: Path, trusted_keys: Sequence[Path]) -> Manifest:
     manifest = read_manifest(folder)
     if not (folder / MODEL_NAME).is_file():
         raise PackageError(f"{folder}: expected {MODEL_NAME}, found none")
+    if manifest.task == TEXT_GENERATION:
+        # Its graph's tensors are onnxruntime-genai's (input_ids, past key values); the
+        # manifest lists the V2 tensors it is served with.
+        _check_generative(folder)
+        return manifest
     model = load_graph(folder / MODEL_NAME)
     inputs, outputs = graph_specs(model)
     _check_specs(manifest, inputs, outputs)
@@ -196,13 +261,17 @@ def verify_model_folder(folder: Path, trusted_keys: Sequence[Path]) -> Manifest 
 
 
 def check_unsigned_folder(folder: Path) -> None:
-    """What a Triton-style folder must pass even unsigned: external data stays inside it."""
+    """What a Triton-style folder must pass even unsigned: external data stays inside it,
+    and so does every file a ``genai_config.json`` names."""
     model = load_graph(Path(folder) / MODEL_NAME)
     check_external_data(model, Path(folder), flat=False)
+    if is_generative_folder(folder):
+        check_genai_config(Path(folder), flat=False)
 
 
 __all__ = [
     "PACKAGE_SUFFIX",
+    "build_generative_package",
     "build_package",
     "check_unsigned_folder",
     "package_filename",

@@ -20,6 +20,10 @@ FORMAT: Final = "apkg/1"
 MANIFEST_NAME = "model.json"
 MODEL_NAME = "model.onnx"
 SIGNATURE_NAME = "model.sig"
+#: The task of a causal language model served through onnxruntime-genai (DESIGN.md,
+#: "Generative models"); its folder holds ``genai_config.json`` beside the model.
+TEXT_GENERATION = "text-generation"
+GENAI_CONFIG_NAME = "genai_config.json"
 #: The name of every file a package holds: flat (no folders), plain, no leading dot.
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
@@ -77,6 +81,23 @@ class Golden(_Frozen):
     cases: list[GoldenCase] = Field(min_length=1)
 
 
+class GenerationCase(_Frozen):
+    """A prompt and the token ids of its greedy continuation (prompt excluded, no
+    end-of-sequence token), as onnxruntime-genai's Generator gave them at build time."""
+
+    prompt: str = Field(min_length=1)  # synthetic text chosen at build, never patient data
+    max_tokens: int = Field(ge=1)
+    token_ids: tuple[int, ...]
+
+
+class GenerationGolden(_Frozen):
+    """Golden cases of a ``task: text-generation`` package, checked on the box before a
+    version may serve: the same prompts, decoded greedily by the engine that will serve,
+    must give exactly these token ids."""
+
+    cases: list[GenerationCase] = Field(min_length=1)
+
+
 class Provenance(_Frozen):
     source_model: str = ""
     recipe: dict[str, Any] | None = None
@@ -100,7 +121,8 @@ class Manifest(_Frozen):
     format: Literal["apkg/1"] = FORMAT
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     version: int = Field(ge=1)
-    task: str = "classification"  # classification | embedding | regression | other
+    #: classification | embedding | regression | text-generation | other
+    task: str = "classification"
     inputs: tuple[TensorSpec, ...] = Field(min_length=1)
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
     labels: tuple[str, ...] | None = None
@@ -111,6 +133,8 @@ class Manifest(_Frozen):
     golden: Golden | None = None
     #: Tokenizer and pooling of an embedding model (``task: embedding``); absent: defaults.
     embedding: Embedding | None = None
+    #: Prompts with their greedy continuations (``task: text-generation``).
+    generation_golden: GenerationGolden | None = None
 
 
 def read_manifest(folder: Path) -> Manifest:

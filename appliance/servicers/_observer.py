@@ -110,8 +110,9 @@ class Observer(Layer):
     async def stream(self, call: Call, request: Any, proceed: Stream) -> AsyncIterator[Any]:
         start = time.perf_counter()
         status = "OK"
-        # Read now: a stream cancelled while a response was on its way is closed later by
-        # asyncio's generator finalizer, when gRPC has freed the call (peer() then crashes).
+        # Read now: once a stream is cancelled (by its client, or by the server on shutdown
+        # with grace 0) gRPC may free the call before the finally below runs (asyncio closes
+        # the generator later), and peer() on a freed call crashes grpc.
         peer = call.context.peer()
         messages = _Messages(self.recorder) if call.method.path == _STREAM_INFER else None
         try:
