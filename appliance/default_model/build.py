@@ -32,7 +32,6 @@ import argparse
 import datetime as dt
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +206,7 @@ def build_clinical_lm() -> None:
         provenance=Provenance(
             source_model="LlamaForCausalLM trained by compress.lm on compress.corpus "
             "(synthetic clinical-style sentences)",
-            recipe={"spec": asdict(LM_SPEC), "build": {"precision": "int4", "provider": "cpu"}},
+            recipe={"spec": LM_SPEC.recorded(), "build": {"precision": "int4", "provider": "cpu"}},
             metrics_after={"heldout_loss_fp32": round(loss, 4)},
             tool="appliance.default_model.build",  # no timestamp: rebuilds are bit-identical
         ),

@@ -55,15 +55,21 @@ class LlamaSpec:
     sentences: int = 4000  # training sentences from the corpus generator
     seed: int = 0
 
+    def recorded(self) -> dict[str, object]:
+        """The spec as provenance records it: fields added later are left out while unset,
+        so specs (and models) made before them keep their records and cache keys."""
+        fields = asdict(self)
+        for name in ("model_vocab", "printable_only"):
+            if not fields[name]:
+                del fields[name]
+        return fields
+
     def key(self) -> str:
         """A short, stable name for caches."""
         import hashlib
 
-        fields = asdict(self)
-        for name in ("model_vocab", "printable_only"):  # specs without them keep their keys
-            if not fields[name]:
-                del fields[name]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+        encoded = json.dumps(self.recorded(), sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:12]
 
 
 def corpus(spec: LlamaSpec) -> tuple[list[str], list[str]]:

@@ -8,7 +8,6 @@ import queue
 import subprocess
 import sys
 import tomllib
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def test_the_shipped_model_is_the_one_its_script_builds() -> None:
     manifest = read_manifest(LM_OUT)
     assert manifest.name == LM_NAME and manifest.task == "text-generation"
     assert manifest.provenance.recipe is not None
-    assert manifest.provenance.recipe["spec"] == asdict(LM_SPEC)
+    assert manifest.provenance.recipe["spec"] == LM_SPEC.recorded()
     assert manifest.generation_golden is not None
     check_genai_config(LM_OUT, flat=True)
     size = sum(p.stat().st_size for p in LM_OUT.iterdir())
