@@ -317,12 +317,14 @@ class LmTarget(_Strict):
 
 class LmBudget(_Strict):
     """``perplexity`` may rise at most ``max_increase`` (relative: 0.05 is +5 %) over the
-    fp32 build's; ``agreement`` (greedy next token equal to the fp32 build's) may fall at
-    most ``max_drop`` below 1.0. Both apply to every group too."""
+    fp32 build's, and stay at most ``max_perplexity``; ``agreement`` (greedy next token
+    equal to the fp32 build's) may fall at most ``max_drop`` below 1.0. All apply to every
+    group too."""
 
     metric: Literal["perplexity", "agreement"] = "perplexity"
     max_increase: float | None = Field(default=None, ge=0)
     max_drop: float | None = Field(default=None, ge=0, le=1)
+    max_perplexity: float | None = Field(default=None, gt=0)  # absolute ceiling
 
     @model_validator(mode="after")
     def _one_bound(self) -> LmBudget:

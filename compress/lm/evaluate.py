@@ -223,6 +223,9 @@ def lm_budget_violations(metrics: Metrics, baseline: Metrics, budget: LmBudget) 
                     f"{where}: perplexity {value:.3f} is {value / before - 1:+.1%} over "
                     f"{before:.3f} (max +{budget.max_increase:.0%})"
                 )
+        ceiling = budget.max_perplexity
+        if budget.metric == "perplexity" and ceiling is not None and value > ceiling:
+            reasons.append(f"{where}: perplexity {value:.3f} > maximum {ceiling}")
         if budget.metric == "agreement" and budget.max_drop is not None:
             floor = 1 - budget.max_drop
             if value < floor - 1e-12:

@@ -309,6 +309,8 @@ def _budget_text(recipe: LmRecipe) -> str:
     budget = recipe.budget
     if budget.metric == "perplexity":
         bound = f"perplexity at most +{budget.max_increase:.0%} over the fp32 build"
+        if budget.max_perplexity is not None:
+            bound += f" and at most {budget.max_perplexity}"
     else:
         floor = 1 - (budget.max_drop or 0.0)
         bound = f"greedy next-token agreement with the fp32 build at least {floor:.2f}"

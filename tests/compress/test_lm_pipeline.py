@@ -168,25 +168,47 @@ def test_missing_text_exits_2_naming_the_file(texts: Path, tmp_path: Path) -> No
     assert "nowhere.txt: no such file" in done.stderr
 
 
-def test_a_budget_no_variant_meets_exits_3_after_the_layer_fallback(
+def test_a_budget_no_variant_meets_exits_3_with_the_report_and_no_package(
     texts: Path, tmp_path: Path
 ) -> None:
-    """Agreement must stay exact: int4 breaks it, the sensitivity analysis ranks both
-    layers and spares them at 8 bit one at a time; still short (the int4 lm_head), so
-    no package and exit code 3, with the report written."""
+    raw = _recipe(
+        texts,
+        steps={"quantize": {"algorithms": ["rtn"]}},
+        budget={"metric": "perplexity", "max_increase": 0.05, "max_perplexity": 1.01},
+    )
+    out = tmp_path / "c"
+    done = _console(raw, texts, out)
+    assert done.returncode == 3, done.stderr
+    assert "no variant meets the budget" in done.stderr and "at most 1.01" in done.stderr
+    assert "No variant meets the budget" in (out / "report.md").read_text()
+    assert not list(out.glob("*.apkg"))
+
+
+def test_int4_over_an_agreement_budget_spares_its_most_sensitive_layers_at_8_bit(
+    texts: Path, tmp_path: Path
+) -> None:
+    """Agreement must stay exact: int4 breaks it; the sensitivity analysis ranks both
+    layers and the fallback spares them at 8 bit one more at a time (still short: the
+    lm_head stays int4), per group too; the fp32 build is what stays within budget."""
     raw = _recipe(
         texts,
         data={"eval": {"path": "eval.csv", "group": "site"}},
         steps={"quantize": {"algorithms": ["rtn"], "fallback_max_layers": 2}},
         budget={"metric": "agreement", "max_drop": 0.0},
     )
-    out = tmp_path / "c"
-    done = _console(raw, texts, out)
-    assert done.returncode == 3, done.stderr
-    assert "no variant meets the budget" in done.stderr
-    report = (out / "report.md").read_text()
-    assert "No variant meets the budget" in report
-    assert "## Quantization sensitivity" in report and "layers.0" in report
-    assert "baseline-int4-rtn-b32+int8x1" in report and "baseline-int4-rtn-b32+int8x2" in report
-    assert "group north" in report  # the per-group check ran
-    assert not list(out.glob("*.apkg"))
+    result = run(parse_recipe(raw, texts), tmp_path / "d", show_progress=False)
+    names = [v.name for v in result.search.variants]
+    assert names == [
+        "baseline-fp32",
+        "baseline-int4-rtn-b32",
+        "baseline-int4-rtn-b32+int8x1",
+        "baseline-int4-rtn-b32+int8x2",
+    ]
+    ranked = result.search.sensitivity["baseline-int4-rtn-b32"]
+    assert sorted(item.block for item in ranked) == ["layers.0", "layers.1"]
+    int4, spared = result.search.variants[1], result.search.variants[3]
+    assert spared.metrics.size_mb > int4.metrics.size_mb  # two layers at 8 bit
+    assert any(r.startswith("group north") for r in int4.violations)
+    assert result.search.selected is not None and result.search.selected.name == "baseline-fp32"
+    report = result.report.read_text()
+    assert "## Quantization sensitivity" in report and "## Per group" in report
