@@ -1,4 +1,10 @@
-"""Compression of a causal LM: placeholder being written (teacher first)."""
+"""The causal-LM benchmark's teacher: a ~20 M-parameter Llama trained by
+``compress.lm.build_llama`` on the synthetic clinical corpus, cached under
+``$APPLIANCE_BENCH_CACHE`` (default ``~/.cache/appliance-bench``).
+
+``python -m benchmarks.compress_lm`` trains it (once) and prints its folder. The variant
+comparison and ``benchmarks/results/compress-lm.md`` are not written yet.
+"""
 
 from __future__ import annotations
 
