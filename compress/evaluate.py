@@ -101,14 +101,29 @@ class Evaluator:
     """Scores variants on one evaluation set; embeddings compare to ``reference``."""
 
     def __init__(
-        self, data: Dataset, adapter: InputAdapter, task: str, target: Target, budget: Budget
+        self,
+        data: Dataset,
+        adapter: InputAdapter,
+        task: str,
+        target: Target,
+        budget: Budget,
+        *,
+        reference: np.ndarray | None = None,
     ):
         if task == "classification" and data.y is None:
             raise CompressError("data.eval: expected labels for a classification task")
         self.data, self.adapter, self.task = data, adapter, task
         self.target, self.budget = target, budget
         self.providers = providers_for(target)
-        self.reference: np.ndarray | None = None  # (n, dim) embeddings of the uncompressed model
+        #: (n, dim) sentence embeddings of the uncompressed model (task embedding).
+        self.reference = reference
+
+    def with_reference(self, path: Path) -> Evaluator:
+        """The same evaluator, comparing embeddings to those of the model at ``path``."""
+        reference = self.outputs(self.session(path))
+        return Evaluator(
+            self.data, self.adapter, self.task, self.target, self.budget, reference=reference
+        )
 
     def session(self, path: Path) -> ort.InferenceSession:
         return open_session(

@@ -40,9 +40,9 @@ from compress.passes.distill import (
 from compress.passes.magnitude import MagnitudeConfig, magnitude_prune
 from compress.passes.optimize import OptimizeConfig, optimize_graph
 from compress.passes.transformer import TransformerPruneConfig, prune_transformer
-from compress.recipe import DataSpec, Recipe
+from compress.recipe import DataSpec, LmRecipe, Recipe
 from compress.report import write_report
-from compress.search import Search, SearchResult, Variant
+from compress.search import Search, SearchResult, Variant, baseline_variant
 from compress.source import SourceModel, load_source
 
 log = logging.getLogger(__name__)
@@ -304,9 +304,8 @@ def _package(
         raise CompressError("nothing to package")
     onnx_path = selected.path
     inputs, outputs = specs_from_onnx(onnx_path)
-    quantized = "int8" in selected.name
     # Integer kernels round differently per instruction set and provider.
-    rtol, atol = (5e-2, 5e-2) if quantized else (1e-3, 1e-3)
+    rtol, atol = (5e-2, 5e-2) if selected.quantized else (1e-3, 1e-3)
     golden_x = data.eval.x[: recipe.package.golden_cases]
     golden = make_golden(
         onnx_path,
@@ -411,7 +410,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 
 
 def run(
-    recipe: Recipe,
+    recipe: Recipe | LmRecipe,
     out_dir: Path,
     key: Path | None = None,
     show_progress: bool = True,
@@ -421,7 +420,13 @@ def run(
 
     When no variant meets the budget the report is still published and ``BudgetError``
     raised (or, with ``raise_on_budget=False``, the result returned with no package).
+    Text-generation recipes run in ``compress.lm.pipeline``.
     """
+    if isinstance(recipe, LmRecipe):
+        from compress.lm.pipeline import run_lm
+
+        done: CompressResult = run_lm(recipe, out_dir, key, show_progress, raise_on_budget)
+        return done
     out_dir = Path(out_dir).resolve()
     key = key or (recipe.resolve(recipe.package.key) if recipe.package else None)
     if recipe.package is not None and (key is None or not key.is_file()):
@@ -442,9 +447,17 @@ def run(
             recipe.steps.quantize.calibration_samples if recipe.steps.quantize else 256,
         )
         evaluator = Evaluator(data.eval, adapter, recipe.task, recipe.target, recipe.budget)
+        baseline_path = candidates[0][1]
         if recipe.task == "embedding":
-            evaluator.reference = evaluator.outputs(evaluator.session(candidates[0][1]))
-        search = Search(recipe, evaluator, workdir, calibration, progress.step)
+            evaluator = evaluator.with_reference(baseline_path)
+        # One run before measuring, so one-off allocations (thread pools, arenas, lazily
+        # imported modules) are not charged to the baseline's memory.
+        evaluator.warm_up(baseline_path)
+        progress.step("evaluating baseline-fp32")
+        baseline = baseline_variant(evaluator, baseline_path, recipe.budget)
+        search = Search(
+            recipe, evaluator, workdir, calibration, baseline=baseline, step=progress.step
+        )
         result = search.run(candidates)
         _drop_unused(workdir, result.variants)
         progress.step("writing the report")

@@ -27,10 +27,17 @@ travels with its data. Example (tabular)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from compress.errors import RecipeError
 
@@ -197,10 +204,184 @@ class Recipe(_Strict):
         return self
 
 
+# --- text generation (causal LMs built by onnxruntime-genai's model builder) ---------
+
+#: ``config.json`` ``architectures`` the builder turns into ONNX (Llama, Mistral, Qwen2/3,
+#: Phi-3, Gemma; SmolLM checkpoints are ``LlamaForCausalLM``).
+GENERATIVE_ARCHITECTURES = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Phi3ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+)
+
+
+class TextSpec(_Strict):
+    """Local text: ``.txt`` (one passage a line) or a CSV/Parquet table with a text column
+    and optionally a group column (site, department) for the per-group budget."""
+
+    path: Path
+    column: str = "text"  # tables only
+    group: str | None = None  # tables only
+    limit: int | None = Field(default=None, ge=1)
+
+
+class TextData(_Strict):
+    train: TextSpec | None = None  # distillation and pruning recovery
+    calibration: TextSpec | None = None  # GPTQ; default: train, else eval
+    eval: TextSpec  # held out: perplexity and agreement
+
+
+class LmDistillStep(_Strict):
+    """A student with the teacher's ``layers`` (indices), trained on the local text."""
+
+    layers: list[int] = Field(min_length=1)
+    steps: int = Field(default=200, ge=1)
+    lr: float = Field(default=5e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    seq_length: int = Field(default=64, ge=8)
+    temperature: float = Field(default=2.0, gt=0)
+    #: Weight of the hidden-state (MSE, per mapped layer) loss beside the logit loss.
+    hidden_weight: float = Field(default=1.0, ge=0)
+
+
+class LmPruneStep(_Strict):
+    """Structured: FFN channels and attention head groups removed by weight magnitude."""
+
+    ffn: float = Field(default=0.0, ge=0, lt=1)  # fraction of FFN channels removed
+    heads: float = Field(default=0.0, ge=0, lt=1)  # fraction of KV head groups removed
+    finetune_steps: int = Field(default=100, ge=0)
+    lr: float = Field(default=5e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    seq_length: int = Field(default=64, ge=8)
+
+
+Int4Algorithm = Literal["rtn", "k_quant", "gptq", "hqq"]
+Precision = Literal["int4", "int8"]
+BlockSize = Literal[16, 32, 64, 128, 256]
+
+
+def _int4() -> list[Precision]:
+    return ["int4"]
+
+
+def _rtn() -> list[Int4Algorithm]:
+    return ["rtn"]
+
+
+def _block_32() -> list[BlockSize]:
+    return [32]
+
+
+class LmQuantizeStep(_Strict):
+    """Weight-only quantization (MatMulNBits): the cross product of the lists below.
+
+    int4 ``rtn`` and ``k_quant`` go through the builder; ``gptq`` (with calibration text)
+    and ``hqq`` through ONNX Runtime's ``MatMulNBitsQuantizer`` on the fp32 build.
+    """
+
+    precisions: list[Precision] = Field(default_factory=_int4)
+    algorithms: list[Int4Algorithm] = Field(default_factory=_rtn)
+    block_sizes: list[BlockSize] = Field(default_factory=_block_32)
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 4  # 4: int8 activations on CPU
+    #: Keep the lm_head MatMul in float (it is the largest, most output-sensitive weight).
+    spare_lm_head: list[bool] = Field(default_factory=lambda: [False])
+    #: Spare the most sensitive decoder layers at 8 bit, one more at a time (at most this).
+    fallback_max_layers: int = Field(default=4, ge=0)
+    calibration_samples: int = Field(default=32, ge=1)
+
+
+class LmSteps(_Strict):
+    distill: LmDistillStep | None = None
+    prune: LmPruneStep | None = None
+    quantize: LmQuantizeStep | None = Field(default_factory=LmQuantizeStep)
+    #: fp16 and bf16 builds (added automatically for cuda targets; built, not benchmarked
+    #: on a CPU-only box).
+    half: bool | None = None
+
+
+class LmTarget(_Strict):
+    provider: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(default=0, ge=0)
+    #: Perplexity windows: held-out text packed into rows of this many tokens.
+    eval_length: int = Field(default=128, ge=8)
+    #: Speed: prompts of this many tokens, each generating ``new_tokens`` tokens.
+    prompt_tokens: int = Field(default=32, ge=1)
+    new_tokens: int = Field(default=32, ge=1)
+    concurrency: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
+    speed_rounds: int = Field(default=2, ge=1)
+
+
+class LmBudget(_Strict):
+    """``perplexity`` may rise at most ``max_increase`` (relative: 0.05 is +5 %) over the
+    fp32 build's, and stay at most ``max_perplexity``; ``agreement`` (greedy next token
+    equal to the fp32 build's) may fall at most ``max_drop`` below 1.0. All apply to every
+    group too."""
+
+    metric: Literal["perplexity", "agreement"] = "perplexity"
+    max_increase: float | None = Field(default=None, ge=0)
+    max_drop: float | None = Field(default=None, ge=0, le=1)
+    max_perplexity: float | None = Field(default=None, gt=0)  # absolute ceiling
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> LmBudget:
+        if self.metric == "perplexity" and self.max_increase is None:
+            raise ValueError("budget: expected max_increase for metric 'perplexity'")
+        if self.metric == "agreement" and self.max_drop is None:
+            raise ValueError("budget: expected max_drop for metric 'agreement'")
+        return self
+
+
+class LmPackageSpec(_Strict):
+    key: Path  # PEM EC private key
+    golden_cases: int = Field(default=2, ge=1)
+    golden_tokens: int = Field(default=16, ge=1)
+
+
+class LmRecipe(_Strict):
+    """A recipe of ``task: text-generation``: a local Hugging Face causal LM in, a signed
+    onnxruntime-genai package out."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    version: int = Field(default=1, ge=1)
+    task: Literal["text-generation"]
+    source: SourceSpec
+    data: TextData
+    steps: LmSteps = Field(default_factory=LmSteps)
+    target: LmTarget = Field(default_factory=LmTarget)
+    budget: LmBudget
+    package: LmPackageSpec | None = None
+    seed: int = 0
+    base_dir: Path = Path()
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LmRecipe:
+        if self.source.huggingface is None:
+            raise ValueError(
+                "source: expected huggingface (a local model folder) for task 'text-generation'"
+            )
+        if (self.steps.distill or self.steps.prune) and self.data.train is None:
+            raise ValueError("data.train: expected text for distill/prune, found none")
+        return self
+
+
+AnyRecipe = Annotated[Recipe | LmRecipe, Field(discriminator="task")]
+_ANY_RECIPE: TypeAdapter[Recipe | LmRecipe] = TypeAdapter(AnyRecipe)
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = err["loc"]
+        if loc and loc[0] in _TASKS:  # the union's tag, not a key of the recipe
+            loc = loc[1:]
+        where = ".".join(str(p) for p in loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             parts.append(f"{where}: missing key")
@@ -211,16 +392,24 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_recipe(raw: Any, base_dir: Path) -> Recipe:
+_TASKS = ("classification", "embedding", "text-generation")
+
+
+def parse_recipe(raw: Any, base_dir: Path) -> Recipe | LmRecipe:
+    """A ``Recipe`` (classification, embedding) or an ``LmRecipe`` (text-generation)."""
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe: expected a mapping at the top level, got {type(raw).__name__}")
+    if "task" not in raw:
+        raise RecipeError("recipe: task: missing key")
+    if raw["task"] not in _TASKS:
+        raise RecipeError(f"recipe: task: expected one of {', '.join(_TASKS)}, got {raw['task']!r}")
     try:
-        return Recipe.model_validate({**raw, "base_dir": base_dir})
+        return _ANY_RECIPE.validate_python({**raw, "base_dir": base_dir})
     except ValidationError as exc:
         raise RecipeError(f"recipe: {_describe(exc)}") from exc
 
 
-def load_recipe(path: Path) -> Recipe:
+def load_recipe(path: Path) -> Recipe | LmRecipe:
     """Read and validate a recipe file; ``RecipeError`` names the key and the expectation."""
     path = Path(path)
     try:
@@ -233,15 +422,26 @@ def load_recipe(path: Path) -> Recipe:
 
 
 __all__ = [
+    "GENERATIVE_ARCHITECTURES",
     "Budget",
     "DataSpec",
     "DistillStep",
+    "LmBudget",
+    "LmDistillStep",
+    "LmPackageSpec",
+    "LmPruneStep",
+    "LmQuantizeStep",
+    "LmRecipe",
+    "LmSteps",
+    "LmTarget",
     "PackageSpec",
     "PruneStep",
     "QuantizeStep",
     "Recipe",
     "SourceSpec",
     "Target",
+    "TextData",
+    "TextSpec",
     "load_recipe",
     "parse_recipe",
 ]

@@ -8,22 +8,39 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from compress.search import SearchResult, Variant
 
-_COLUMNS = [
-    "variant",
-    "metric",
-    "Δ vs fp32",
-    "worst group",
-    "latency b1 (ms)",
-    "throughput b32 (/s)",
-    "size (MB)",
-    "memory (MB)",
-    "in budget",
-    "notes",
-]
+
+@dataclass(frozen=True)
+class SpeedLabels:
+    """What a variant's ``latency_ms`` and ``throughput`` measure, as the report says it."""
+
+    latency: str = "latency b1 (ms)"
+    throughput: str = "throughput b32 (/s)"
+    throughput_phrase: str = "the throughput at batch 32"
+    latency_phrase: str = "faster at batch 1"
+    plot_axis: str = "latency at batch 1 (ms)"
+
+
+ENCODER_SPEED = SpeedLabels()
+
+
+def _columns(speed: SpeedLabels) -> list[str]:
+    return [
+        "variant",
+        "metric",
+        "Δ vs fp32",
+        "worst group",
+        speed.latency,
+        speed.throughput,
+        "size (MB)",
+        "memory (MB)",
+        "in budget",
+        "notes",
+    ]
 
 
 def _row(v: Variant, result: SearchResult, metric: str) -> list[str]:
@@ -45,7 +62,9 @@ def _row(v: Variant, result: SearchResult, metric: str) -> list[str]:
     ]
 
 
-def pareto_plot(result: SearchResult, metric: str, out_path: Path) -> Path:
+def pareto_plot(
+    result: SearchResult, metric: str, out_path: Path, speed: SpeedLabels = ENCODER_SPEED
+) -> Path:
     """Latency (batch 1) against the metric; marker area follows size on disk."""
     import matplotlib
 
@@ -73,7 +92,7 @@ def pareto_plot(result: SearchResult, metric: str, out_path: Path) -> Path:
             xytext=(3, 3),
             textcoords="offset points",
         )
-    ax.set_xlabel("latency at batch 1 (ms)")
+    ax.set_xlabel(speed.plot_axis)
     ax.set_ylabel(metric)
     ax.set_title("Variants (green: selected, blue: in budget, red: over; size = area)")
     ax.grid(alpha=0.3)
@@ -83,7 +102,9 @@ def pareto_plot(result: SearchResult, metric: str, out_path: Path) -> Path:
     return out_path
 
 
-def _summary(result: SearchResult, name: str, metric: str, budget: str) -> list[str]:
+def _summary(
+    result: SearchResult, name: str, metric: str, budget: str, speed: SpeedLabels
+) -> list[str]:
     lines = [f"# Compression report: {name}", "", f"Budget: {budget}.", ""]
     if result.selected is None:
         lines += [
@@ -93,12 +114,12 @@ def _summary(result: SearchResult, name: str, metric: str, budget: str) -> list[
         ]
     else:
         s, b = result.selected.metrics, result.baseline.metrics
-        speed = s.throughput / b.throughput if b.throughput else math.nan
+        ratio = s.throughput / b.throughput if b.throughput else math.nan
         lines += [
             f"Selected **{result.selected.name}**: {metric} {s.metric:.4f} "
             f"(fp32 {b.metric:.4f}), {b.size_mb / s.size_mb:.1f}x smaller, "
-            f"{speed:.2f}x the throughput at batch 32, "
-            f"{b.latency_ms / s.latency_ms:.2f}x faster at batch 1.",
+            f"{ratio:.2f}x {speed.throughput_phrase}, "
+            f"{b.latency_ms / s.latency_ms:.2f}x {speed.latency_phrase}.",
             "",
         ]
     return lines
@@ -143,13 +164,15 @@ def write_report(
     budget: str,
     *,
     extra: list[str] | None = None,
+    speed: SpeedLabels = ENCODER_SPEED,
 ) -> Path:
     """Write report.md, report.html and pareto.png into ``out_dir``; return report.md."""
-    pareto_plot(result, metric, out_dir / "pareto.png")
+    pareto_plot(result, metric, out_dir / "pareto.png", speed)
+    columns = _columns(speed)
     rows = [_row(v, result, metric) for v in result.variants]
     groups, sens = _groups(result), _sensitivity(result)
-    md = _summary(result, name, metric, budget)
-    md += ["## Variants", "", *_md_table(_COLUMNS, rows), "![Pareto plot](pareto.png)", ""]
+    md = _summary(result, name, metric, budget, speed)
+    md += ["## Variants", "", *_md_table(columns, rows), "![Pareto plot](pareto.png)", ""]
     if groups:
         md += ["## Per group", "", *_md_table(["group", "fp32", "selected"], groups)]
     if sens:
@@ -166,11 +189,11 @@ def write_report(
         f"<h1>Compression report: {html.escape(name)}</h1>",
         "".join(
             f"<p>{html.escape(line)}</p>"
-            for line in _summary(result, name, metric, budget)[2:]
+            for line in _summary(result, name, metric, budget, speed)[2:]
             if line
         ),
         "<h2>Variants</h2>",
-        _html_table(_COLUMNS, rows),
+        _html_table(columns, rows),
         '<p><img src="pareto.png" alt="Pareto plot"></p>',
     ]
     if groups:
@@ -194,4 +217,4 @@ def write_report(
     return out_dir / "report.md"
 
 
-__all__ = ["pareto_plot", "write_report"]
+__all__ = ["ENCODER_SPEED", "SpeedLabels", "pareto_plot", "write_report"]

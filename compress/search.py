@@ -23,7 +23,7 @@ from compress.passes.quantize import (
     preprocess,
     quantize_model,
 )
-from compress.recipe import Recipe
+from compress.recipe import Budget, Recipe
 from compress.sensitivity import BlockSensitivity, analyse, fallback_exclusions
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,9 @@ class Variant:
     metrics: Metrics
     violations: list[str] = field(default_factory=list)
     note: str = ""
+    #: Integer weights: golden outputs then get a tolerance for kernels that round
+    #: differently per instruction set and provider.
+    quantized: bool = False
 
     @property
     def in_budget(self) -> bool:
@@ -77,8 +80,18 @@ def select(variants: Sequence[Variant]) -> Variant | None:
     return max(ok, key=lambda v: (v.metrics.throughput, -v.metrics.latency_ms), default=None)
 
 
+def baseline_variant(evaluator: Evaluator, path: Path, budget: Budget) -> Variant:
+    """The uncompressed model, the reference every budget is measured against; only an
+    absolute minimum can rule it out."""
+    metrics = evaluator.evaluate(path)
+    return Variant(
+        "baseline-fp32", path, "baseline", metrics, budget_violations(metrics, metrics, budget)
+    )
+
+
 class Search:
-    """Holds the evaluator and work folder while variants are made and scored."""
+    """Holds the evaluator, the evaluated baseline and the work folder while variants
+    are made and scored."""
 
     def __init__(
         self,
@@ -86,41 +99,38 @@ class Search:
         evaluator: Evaluator,
         workdir: Path,
         calibration: Calibration,
+        *,
+        baseline: Variant,
         step: Step | None = None,
     ):
         self.recipe, self.evaluator, self.workdir = recipe, evaluator, workdir
         self.calibration = calibration
+        self.baseline = baseline
         self.step = step or (lambda _msg: None)
-        self.baseline: Variant | None = None
         self.sensitivity: dict[str, list[BlockSensitivity]] = {}
 
-    def add(self, name: str, path: Path, stage: str, note: str = "") -> Variant:
+    def add(
+        self, name: str, path: Path, stage: str, note: str = "", *, quantized: bool = False
+    ) -> Variant:
         self.step(f"evaluating {name}")
         metrics = self.evaluator.evaluate(path)
-        if self.baseline is None:
-            # The uncompressed model is the reference every budget is measured against;
-            # only an absolute minimum can rule it out.
-            violations = budget_violations(metrics, metrics, self.recipe.budget)
-            variant = Variant(name, path, stage, metrics, violations, note)
-            self.baseline = variant
-            return variant
         violations = budget_violations(metrics, self.baseline.metrics, self.recipe.budget)
-        return Variant(name, path, stage, metrics, violations, note)
+        return Variant(name, path, stage, metrics, violations, note, quantized)
 
     def run(self, candidates: Sequence[tuple[str, Path]]) -> SearchResult:
-        """``candidates``: (stage, float ONNX path), the uncompressed export first."""
+        """``candidates``: (stage, float ONNX path); the baseline's path is not evaluated
+        again."""
         variants: list[Variant] = []
-        if candidates:
-            self.evaluator.warm_up(candidates[0][1])
         for stage, path in candidates:
-            parent = self.add(f"{stage}-fp32", path, stage)
+            if path == self.baseline.path:
+                parent = self.baseline
+            else:
+                parent = self.add(f"{stage}-fp32", path, stage)
             variants.append(parent)
             variants.extend(self._quantized(stage, path, parent.in_budget))
             if self.recipe.target.provider == "cuda" or self.recipe.steps.fp16:
                 fp16 = to_fp16(path, self.workdir / f"{stage}-fp16.onnx", Fp16Config())
                 variants.append(self.add(f"{stage}-fp16", fp16, stage))
-        if self.baseline is None:
-            raise ValueError("no candidates to search")
         return SearchResult(self.baseline, variants, select(variants), self.sensitivity)
 
     def _quantized(self, stage: str, float_path: Path, parent_ok: bool) -> list[Variant]:
@@ -137,7 +147,7 @@ class Search:
             path = quantize_model(
                 prepared, self.workdir / f"{name}.onnx", config, self.calibration, prepare=False
             )
-            variant = self.add(name, path, stage)
+            variant = self.add(name, path, stage, quantized=True)
             out.append(variant)
             if parent_ok and not variant.in_budget:
                 out.extend(self._fallback(stage, prepared, config))
@@ -185,11 +195,18 @@ class Search:
             blocks = ", ".join(item.block for item in ranked[:k])
             how = "blocks" if in_blocks else "float"
             note = f"kept in {'8-bit blocks' if in_blocks else 'float'}: {blocks}"
-            variant = self.add(f"{key}+{how}{k}", path, stage, note=note)
+            variant = self.add(f"{key}+{how}{k}", path, stage, note=note, quantized=True)
             out.append(variant)
             if variant.in_budget:
                 break
         return out
 
 
-__all__ = ["Search", "SearchResult", "Variant", "quantize_configs", "select"]
+__all__ = [
+    "Search",
+    "SearchResult",
+    "Variant",
+    "baseline_variant",
+    "quantize_configs",
+    "select",
+]
