@@ -1,11 +1,10 @@
 """The signed package of a text-generation variant: its onnxruntime-genai folder.
 
-``model.onnx`` (with ``model.onnx.data``) goes in through ``appliance.package``'s
-``build_package``; every other file of the folder (``genai_config.json``, tokenizer
-files, ``chat_template.jinja``) rides along as an extra file, all signed together. The
-manifest says ``task: text-generation``; its golden cases are prompts (``input_ids``)
-with their greedy continuations (``output_ids``, exact token ids) from
-onnxruntime-genai, as the box checks them before activation.
+The folder goes in whole through ``appliance.package``'s ``build_generative_package``
+(every file signed, the flat-folder and external-data checks of any package); the
+manifest says ``task: text-generation``, and its golden cases are prompts from the
+recipe's evaluation text with their greedy continuations (token ids, onnxruntime-genai's
+``Generator``), as the box checks them before activation.
 """
 
 from __future__ import annotations
@@ -14,48 +13,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from compress.errors import CompressError
 from compress.lm.source import LmSource
 from compress.recipe import LmRecipe
 from compress.search import SearchResult
 
 TASK = "text-generation"
-_MODEL_FILES = ("model.onnx", "model.onnx.data")
-
-
-def greedy_continuation(folder: Path, prompt: list[int], tokens: int) -> list[int]:
-    """The ``tokens`` token ids onnxruntime-genai generates greedily after ``prompt``."""
-    import onnxruntime_genai as og  # type: ignore[import-untyped]
-
-    model = og.Model(str(folder))
-    params = og.GeneratorParams(model)
-    params.set_search_options(
-        max_length=len(prompt) + tokens, min_length=len(prompt) + tokens, do_sample=False
-    )
-    generator = og.Generator(model, params)
-    generator.append_tokens(np.asarray(prompt, dtype=np.int32))
-    while not generator.is_done():
-        generator.generate_next_token()
-    return [int(t) for t in generator.get_sequence(0)[len(prompt) :]]
-
-
-def golden_cases(folder: Path, prompts: list[list[int]], tokens: int) -> Any:
-    from appliance.package import Golden, GoldenCase, TensorData
-
-    cases = []
-    for prompt in prompts:
-        out = greedy_continuation(folder, prompt, tokens)
-        cases.append(
-            GoldenCase(
-                inputs={
-                    "input_ids": TensorData(datatype="INT32", shape=(len(prompt),), data=prompt)
-                },
-                outputs={"output_ids": TensorData(datatype="INT32", shape=(len(out),), data=out)},
-            )
-        )
-    return Golden(rtol=0.0, atol=0.0, cases=cases)
 
 
 def _metrics(variant: Any) -> dict[str, float]:
@@ -67,24 +30,25 @@ def package_lm(
     recipe: LmRecipe, result: SearchResult, source: LmSource, *, key: Path, out_dir: Path
 ) -> Path:
     from appliance import __version__
-    from appliance.package import Manifest, Provenance, build_package, specs_from_onnx
+    from appliance.package import Manifest, Provenance, build_generative_package
+    from appliance.package.generative import (
+        GENERATIVE_INPUTS,
+        GENERATIVE_OUTPUTS,
+        make_generation_golden,
+    )
 
     selected = result.selected
     if selected is None or recipe.package is None:
         raise CompressError("nothing to package")
     folder = selected.path
-    inputs, outputs = specs_from_onnx(folder / "model.onnx")
-    prompts = [
-        source.tokenizer.encode(text, add_special_tokens=False)[:16]
-        for text in _golden_texts(recipe, recipe.package.golden_cases)
-    ]
+    prompts = [_prompt(text) for text in _golden_texts(recipe, recipe.package.golden_cases)]
     manifest = Manifest(
         name=recipe.name,
         version=recipe.version,
         task=TASK,
-        inputs=inputs,
-        outputs=outputs,
-        max_batch_size=0,
+        inputs=GENERATIVE_INPUTS,
+        outputs=GENERATIVE_OUTPUTS,
+        max_batch_size=0,  # the engine batches step by step
         provenance=Provenance(
             source_model=source.description,
             recipe=recipe.model_dump(mode="json", exclude={"base_dir"}),
@@ -93,10 +57,14 @@ def package_lm(
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             tool=f"appliance {__version__}",
         ),
-        golden=golden_cases(folder, prompts, recipe.package.golden_tokens),
+        generation_golden=make_generation_golden(folder, prompts, recipe.package.golden_tokens),
     )
-    extra = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in _MODEL_FILES)
-    return build_package(folder / "model.onnx", manifest, key, out_dir, extra_files=extra)
+    return build_generative_package(folder, manifest, key, out_dir)
+
+
+def _prompt(text: str, words: int = 4) -> str:
+    """The opening words of an evaluation passage: a prompt the model continues."""
+    return " ".join(text.split()[:words])
 
 
 def _golden_texts(recipe: LmRecipe, n: int) -> list[str]:
@@ -106,4 +74,4 @@ def _golden_texts(recipe: LmRecipe, n: int) -> list[str]:
     return text.passages[:n]
 
 
-__all__ = ["TASK", "golden_cases", "greedy_continuation", "package_lm"]
+__all__ = ["TASK", "package_lm"]
