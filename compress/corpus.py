@@ -216,4 +216,39 @@ def clinical_corpus(n_train: int, n_eval: int, seed: int = 0) -> tuple[list[str]
     return train, evaluation
 
 
-__all__ = ["clinical_corpus"]
+def _clauses(sentence: str) -> list[str]:
+    """A sentence cut at its clause marks (``;``, ``:``, ``,``), marks kept on the left."""
+    parts, current = [], ""
+    for char in sentence.rstrip("."):
+        current += char
+        if char in ";:,":
+            parts.append(current.strip())
+            current = ""
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def recombined(sentences: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` more training texts made from ``sentences`` alone (no new templates).
+
+    Half are clauses of different sentences joined into new ones (new structures, as
+    unseen note styles have); half are notes of two to four sentences (the longer inputs
+    a site also sends). Distillation needs no labels, so any such text teaches the
+    student how the teacher reads clinical language.
+    """
+    rng = random.Random(seed)
+    clauses = [c.rstrip(";:,") for s in sentences for c in _clauses(s)]
+    texts = []
+    for i in range(n):
+        if i % 2 == 0:
+            picked = rng.sample(clauses, rng.randint(2, 3))
+            joiner = rng.choice(["; ", ", ", ". "])
+            text = joiner.join(picked)
+            texts.append(text[0].upper() + text[1:] + ".")
+        else:
+            texts.append(" ".join(rng.sample(sentences, rng.randint(2, 4))))
+    return texts
+
+
+__all__ = ["clinical_corpus", "recombined"]

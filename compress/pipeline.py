@@ -31,16 +31,19 @@ from compress.errors import BudgetError, CompressError, RecipeError
 from compress.evaluate import Evaluator
 from compress.export import export_huggingface, export_module
 from compress.passes.channels import ChannelConfig, prune_channels
-from compress.passes.distill import (
-    DistillConfig,
-    distill_classifier,
-    distill_embeddings,
+from compress.passes.distill import DistillConfig, distill_classifier
+from compress.passes.encoder_distill import (
+    EncoderDistillConfig,
+    check_layer_map,
+    default_layer_map,
+    distill_encoder,
+    encoder_layers,
     layer_student,
 )
 from compress.passes.magnitude import MagnitudeConfig, magnitude_prune
 from compress.passes.optimize import OptimizeConfig, optimize_graph
 from compress.passes.transformer import TransformerPruneConfig, prune_transformer
-from compress.recipe import DataSpec, LmRecipe, Recipe
+from compress.recipe import DataSpec, DistillStep, LmRecipe, Recipe
 from compress.report import write_report
 from compress.search import Search, SearchResult, Variant, baseline_variant
 from compress.source import SourceModel, load_source
@@ -124,6 +127,27 @@ def _recovery(recipe: Recipe) -> DistillConfig:
     )
 
 
+def _encoder_config(step: DistillStep, teacher: nn.Module, seed: int) -> EncoderDistillConfig:
+    """Layer distillation of a Hugging Face encoder into the teacher layers ``step.layers``."""
+    layers, depth = step.layers or [], len(encoder_layers(teacher))
+    layer_map = tuple(step.layer_map or default_layer_map(layers, depth))
+    try:
+        check_layer_map(layer_map, len(layers), depth)
+    except ValueError as exc:
+        raise RecipeError(f"steps.distill.{exc}") from exc
+    return EncoderDistillConfig(
+        epochs=step.epochs,
+        lr=step.lr,
+        batch_size=step.batch_size,
+        seed=seed,
+        layer_map=layer_map,
+        cosine_weight=step.cosine_weight,
+        hidden_weight=step.hidden_weight,
+        attention_weight=step.attention_weight,
+        freeze_embeddings=step.freeze_embeddings,
+    )
+
+
 class _Candidates:
     """Makes the float candidates (baseline, distilled, pruned) as ONNX files."""
 
@@ -178,13 +202,21 @@ class _Candidates:
         return self.data.train
 
     def _fit(
-        self, teacher: nn.Module, student: nn.Module, config: DistillConfig, label: str
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        config: DistillConfig,
+        label: str,
+        encoder: EncoderDistillConfig | None = None,
     ) -> nn.Module:
         train = self._train()
         callback = self.progress.epochs(label)
         if isinstance(train.x, list):
-            return distill_embeddings(
-                teacher, student, train.x, self.adapter, config, progress=callback
+            encoder = encoder or EncoderDistillConfig(
+                epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=config.seed
+            )
+            return distill_encoder(
+                teacher, student, train.x, self.adapter, encoder, progress=callback
             )
         return distill_classifier(teacher, student, train.x, train.y, config, progress=callback)
 
@@ -200,7 +232,9 @@ class _Candidates:
                     "(Hugging Face embedding models)"
                 )
             student = layer_student(teacher, step.layers)
+            encoder = _encoder_config(step, teacher, self.recipe.seed)
         else:
+            encoder = None
             if step.student_kwargs is None:
                 raise RecipeError(
                     "steps.distill.student_kwargs: expected the student's "
@@ -221,7 +255,7 @@ class _Candidates:
             alpha=step.alpha,
             seed=self.recipe.seed,
         )
-        return self._fit(teacher, student, config, "distilling")
+        return self._fit(teacher, student, config, "distilling", encoder)
 
     def pruned(self, model: nn.Module) -> nn.Module | None:
         step = self.recipe.steps.prune

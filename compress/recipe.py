@@ -96,6 +96,17 @@ class DistillStep(_Strict):
     temperature: float = Field(default=2.0, gt=0)
     #: Weight of the hard-label loss when labels exist (the rest goes to the teacher's logits).
     alpha: float = Field(default=0.3, ge=0, le=1)
+    #: Hugging Face encoders: teacher hidden state each student layer matches (1-based:
+    #: ``k`` is teacher layer k's output); default: each kept layer's own, the last the last.
+    layer_map: list[int] | None = None
+    #: Hugging Face encoders: loss weights of the pooled-embedding cosine, the per-layer
+    #: hidden states (MSE / teacher variance) and the attention distributions (KL).
+    cosine_weight: float = Field(default=10.0, ge=0)
+    hidden_weight: float = Field(default=1.0, ge=0)
+    attention_weight: float = Field(default=0.0, ge=0)
+    #: Hugging Face encoders: keep the word embeddings as the teacher's (the local text
+    #: uses a small part of the vocabulary).
+    freeze_embeddings: bool = True
 
 
 class PruneStep(_Strict):

@@ -1,10 +1,10 @@
-"""Knowledge distillation: train a student to match a teacher on local data.
+"""Knowledge distillation of classifiers: train a student to match a teacher on local data.
 
-Two losses, one per task: classifiers match the teacher's softened logits (Hinton et
-al., 2015, KL at temperature T, scaled by T^2) plus cross-entropy on hard labels when
-there are any; embedding models match the teacher's pooled sentence embedding (cosine)
-and its last hidden states (MSE over real tokens). The same function is the recovery
-fine-tuning after pruning, with the unpruned model as teacher.
+The student matches the teacher's softened logits (Hinton et al., 2015, KL at
+temperature T, scaled by T^2) plus cross-entropy on hard labels when there are any. The
+same function is the recovery fine-tuning after pruning, with the unpruned model as
+teacher. Transformer encoders (embedding models) distil layer by layer:
+``compress.passes.encoder_distill``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812  (PyTorch convention)
 from torch import nn
-
-from compress._inputs import InputAdapter, torch_mean_pool
 
 Progress = Callable[[int, int], None]
 
@@ -96,69 +94,7 @@ def distill_classifier(
     return student.eval()
 
 
-def _hidden(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    out = model(**batch)
-    return out.last_hidden_state  # type: ignore[no-any-return]  # (batch, seq, dim)
-
-
-def distill_embeddings(
-    teacher: nn.Module,
-    student: nn.Module,
-    texts: list[str],
-    adapter: InputAdapter,
-    config: DistillConfig,
-    *,
-    progress: Progress | None = None,
-) -> nn.Module:
-    """Train a copy of ``student`` (a transformer encoder) to reproduce ``teacher``'s
-    sentence embeddings and last hidden states on ``texts`` (no labels needed)."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    student = copy.deepcopy(student).train()
-    teacher = teacher.eval()
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr)
-    steps = config.epochs * -(-len(texts) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.1
-    )
-    for epoch in range(config.epochs):
-        for idx in _batches(len(texts), config.batch_size, rng):
-            batch = adapter.tensors([texts[i] for i in idx])
-            mask = batch["attention_mask"]  # (batch, seq)
-            with torch.no_grad():
-                t_hidden = _hidden(teacher, batch)
-            s_hidden = _hidden(student, batch)
-            cosine = (torch_mean_pool(s_hidden, mask) * torch_mean_pool(t_hidden, mask)).sum(-1)
-            token_mse = ((s_hidden - t_hidden) ** 2).mean(-1)  # (batch, seq)
-            mse = (token_mse * mask).sum() / mask.sum()
-            loss = (1 - cosine).mean() * 10 + mse  # cosine dominates: it is the metric
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            scheduler.step()
-        if progress is not None:
-            progress(epoch + 1, config.epochs)
-    return student.eval()
-
-
-def layer_student(teacher: nn.Module, layers: list[int]) -> nn.Module:
-    """A shallower copy of a BERT-style encoder keeping ``layers`` (initialised from them)."""
-    encoder = getattr(getattr(teacher, "encoder", None), "layer", None)
-    if not isinstance(encoder, nn.ModuleList):
-        raise TypeError("expected a BERT-style model with encoder.layer")
-    if not layers or any(i < 0 or i >= len(encoder) for i in layers):
-        raise ValueError(f"expected layer indices in 0..{len(encoder) - 1}, got {layers}")
-    student = copy.deepcopy(teacher)
-    student.encoder.layer = nn.ModuleList(  # type: ignore[union-attr]
-        [copy.deepcopy(encoder[i]) for i in layers]
-    )
-    student.config.num_hidden_layers = len(layers)  # type: ignore[union-attr]
-    return student
-
-
 __all__ = [
     "DistillConfig",
     "distill_classifier",
-    "distill_embeddings",
-    "layer_student",
 ]

@@ -60,7 +60,14 @@ def test_embedding_pipeline(tiny_bert: Path, keys: tuple[Path, Path], tmp_path: 
             "eval": {"path": "eval.txt", "label": None},
         },
         "steps": {
-            "distill": {"layers": [0, 2], "epochs": 2, "lr": 1e-3, "batch_size": 8},
+            "distill": {
+                "layers": [0, 2],
+                "layer_map": [1, 3],
+                "attention_weight": 0.5,
+                "epochs": 2,
+                "lr": 1e-3,
+                "batch_size": 8,
+            },
             "prune": {"structured": 0.5, "heads": 0.5, "finetune_epochs": 1},
             "quantize": {"modes": ["dynamic"], "fallback_max_layers": 0},
         },

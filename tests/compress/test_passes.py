@@ -11,7 +11,8 @@ from transformers import BertConfig, BertModel
 from compress._inputs import InputAdapter
 from compress.models import SmallCNN, TabularMLP
 from compress.passes.channels import ChannelConfig, parameter_count, prune_channels
-from compress.passes.distill import DistillConfig, distill_classifier, layer_student
+from compress.passes.distill import DistillConfig, distill_classifier
+from compress.passes.encoder_distill import layer_student
 from compress.passes.magnitude import MagnitudeConfig, magnitude_prune, sparsity
 from compress.passes.transformer import TransformerPruneConfig, prune_transformer
 from tests.compress.conftest import Task, accuracy
