@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.errors import DataError
+from compress.errors import CompressError, DataError
 
 #: Thresholds the curve shows besides the chosen one.
 CURVE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
@@ -122,9 +122,9 @@ def _check(small: np.ndarray, large: np.ndarray, labels: np.ndarray) -> None:
 
 def probabilities(model: Path, x: np.ndarray) -> np.ndarray:
     """(rows, classes) class probabilities of an ONNX classifier on tabular rows."""
-    import onnxruntime as ort
+    from appliance.runtime.factory import open_session
 
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = open_session(model, CompressError)
     name = _probability_output([(o.name, o.type, o.shape) for o in session.get_outputs()], model)
     (feed,) = session.get_inputs()
     return np.asarray(session.run([name], {feed.name: x.astype(np.float32)})[0])

@@ -77,8 +77,13 @@ def test_a_closed_stream_frees_its_sequence(lm: GenerativeVersion) -> None:
 
 def test_a_deadline_during_generation_cancels_it(lm: GenerativeVersion) -> None:
     long = SamplingOptions(max_tokens=240, ignore_eos=True)
+    # How long the whole generation takes on this machine; the deadline falls at a
+    # quarter of it, so it expires while tokens are being generated, fast box or slow.
+    start = time.monotonic()
+    asyncio.run(lm.generate("The patient", long, None))
+    whole = time.monotonic() - start
     with pytest.raises(DeadlineExceededError):
-        asyncio.run(lm.generate("The patient", long, time.monotonic() + 0.02))
+        asyncio.run(lm.generate("The patient", long, time.monotonic() + whole / 4))
     _wait_idle(lm)
 
 

@@ -91,4 +91,4 @@ def test_the_socket_mode_decides_who_administers(visible_workdir: Path) -> None:
         job = {"ports": sorted(_listening_ports(daemon)), "roots": [str(socket_path)]}
         report: dict[str, Any] = as_nobody("admin", job)
         assert daemon.process is not None and daemon.process.poll() is None
-    assert report["answers"] == {f"unix {socket_path}": "ANSWERED: breast_cancer"}
+    assert report["answers"] == {f"unix {socket_path}": "ANSWERED: breast_cancer,clinical_lm"}
