@@ -13,7 +13,7 @@ the model takes the raw features:
 
 Its model.json carries a reference profile of the training data (drift monitoring).
 
-**clinical_lm.** A Llama of ``LM_SPEC``'s shape trained by ``compress.lm`` on the
+**clinical_lm.** A Llama of ``lm_spec()``'s shape trained by ``compress.lm`` on the
 synthetic clinical corpus (``compress.corpus``: templated sentences, no patient data),
 built to int4 for the CPU by onnxruntime-genai's model builder, with golden prompts and
 their greedy continuations in its ``model.json``. It writes clinical-style sentences,
@@ -33,6 +33,7 @@ import datetime as dt
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -62,7 +63,9 @@ from appliance.package.manifest import (
     write_manifest,
 )
 from appliance.runtime import open_session
-from compress.lm import GenaiBuild, LlamaSpec, build_genai, build_llama
+
+if TYPE_CHECKING:
+    from compress.lm import LlamaSpec
 
 HERE = Path(__file__).resolve().parent
 NAME = "breast_cancer"
@@ -73,23 +76,32 @@ SEED = 0
 LM_NAME = "clinical_lm"
 LM_VERSION = 1
 LM_OUT = HERE / LM_NAME / str(LM_VERSION)
+
+
 #: Big enough to write readable clinical-style sentences after a few minutes of training
 #: on two CPU cores, small enough (about 3 MB at int4) to ship inside the package.
-LM_SPEC = LlamaSpec(
-    hidden=128,
-    layers=3,
-    heads=4,
-    kv_heads=2,
-    intermediate=384,
-    vocab=768,
-    context=256,
-    steps=300,
-    batch=16,
-    seq=64,
-    lr=3e-3,
-    sentences=6000,
-    seed=SEED,
-)
+def lm_spec() -> LlamaSpec:
+    """The embedded LM's shape and training (``compress`` is imported here, not at module
+    level: the serving box installs only the lean core)."""
+    from compress.lm import LlamaSpec
+
+    return LlamaSpec(
+        hidden=128,
+        layers=3,
+        heads=4,
+        kv_heads=2,
+        intermediate=384,
+        vocab=768,
+        context=256,
+        steps=300,
+        batch=16,
+        seq=64,
+        lr=3e-3,
+        sentences=6000,
+        seed=SEED,
+    )
+
+
 #: Training threads, fixed: a float sum's rounding depends on how it is split.
 LM_THREADS = 2
 
@@ -187,9 +199,12 @@ def _tensor(array: np.ndarray) -> TensorData:
 def build_clinical_lm() -> None:
     import torch
 
+    from compress.lm import GenaiBuild, build_genai, build_llama
+
     torch.set_num_threads(LM_THREADS)
+    spec = lm_spec()
     with tempfile.TemporaryDirectory(prefix="clinical-lm-") as tmp:
-        hf = build_llama(LM_SPEC, Path(tmp) / "hf")
+        hf = build_llama(spec, Path(tmp) / "hf")
         loss = _heldout_loss(hf)
         genai = build_genai(hf, Path(tmp) / "genai", GenaiBuild(precision="int4", provider="cpu"))
         golden = make_generation_golden(genai, DEFAULT_PROMPTS, DEFAULT_GOLDEN_TOKENS)
@@ -206,7 +221,7 @@ def build_clinical_lm() -> None:
         provenance=Provenance(
             source_model="LlamaForCausalLM trained by compress.lm on compress.corpus "
             "(synthetic clinical-style sentences)",
-            recipe={"spec": LM_SPEC.recorded(), "build": {"precision": "int4", "provider": "cpu"}},
+            recipe={"spec": spec.recorded(), "build": {"precision": "int4", "provider": "cpu"}},
             metrics_after={"heldout_loss_fp32": round(loss, 4)},
             tool="appliance.default_model.build",  # no timestamp: rebuilds are bit-identical
         ),
@@ -233,7 +248,7 @@ def _heldout_loss(hf: Path) -> float:
 
     from compress.lm.tiny import corpus
 
-    _, heldout = corpus(LM_SPEC)
+    _, heldout = corpus(lm_spec())
     tokenizer = AutoTokenizer.from_pretrained(hf)
     model = LlamaForCausalLM.from_pretrained(hf)
     model.eval()  # type: ignore[no-untyped-call]

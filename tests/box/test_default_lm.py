@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from appliance.default_model.build import LM_NAME, LM_OUT, LM_SPEC
+from appliance.default_model.build import LM_NAME, LM_OUT, lm_spec
 from appliance.package import read_manifest
 from appliance.package.generative import check_genai_config
 from appliance.repository import EMBEDDED_ROOT
@@ -40,7 +40,7 @@ def test_the_shipped_model_is_the_one_its_script_builds() -> None:
     manifest = read_manifest(LM_OUT)
     assert manifest.name == LM_NAME and manifest.task == "text-generation"
     assert manifest.provenance.recipe is not None
-    assert manifest.provenance.recipe["spec"] == LM_SPEC.recorded()
+    assert manifest.provenance.recipe["spec"] == lm_spec().recorded()
     assert manifest.generation_golden is not None
     check_genai_config(LM_OUT, flat=True)
     size = sum(p.stat().st_size for p in LM_OUT.iterdir())
