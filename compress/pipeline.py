@@ -501,24 +501,47 @@ def run(
             progress.step("packaging and signing")
             package = _package(recipe, result, data, adapter, source=source, out_dir=tmp, key=key)
         _publish(tmp, out_dir)
+    return _published(
+        result,
+        tmp,
+        out_dir,
+        report=report,
+        package=package,
+        budget=_budget_text(recipe),
+        raise_on_budget=raise_on_budget,
+    )
+
+
+def _published(
+    result: SearchResult,
+    tmp: Path,
+    out_dir: Path,
+    *,
+    report: Path,
+    package: Path | None,
+    budget: str,
+    raise_on_budget: bool,
+) -> CompressResult:
+    """The result with its paths moved from the staging folder to ``out_dir``; a
+    ``BudgetError`` (after the report is published) when no variant met the budget."""
     report = out_dir / report.name
     if package is not None:
         package = out_dir / package.name
     _repoint(result, tmp / "variants", out_dir / "variants")
     if result.selected is None and raise_on_budget:
         raise BudgetError(
-            f"no variant meets the budget ({_budget_text(recipe)}); "
-            f"see {report}; no package written"
+            f"no variant meets the budget ({budget}); see {report}; no package written"
         )
     return CompressResult(out_dir, report, package, result)
 
 
 def _drop_unused(workdir: Path, variants: list[Variant]) -> None:
-    """Keep the variants' models; drop intermediate files (pre-processed graphs)."""
+    """Keep the variants' models (files or folders); drop intermediates (pre-processed
+    graphs, Hugging Face folders, builder caches)."""
     keep = {v.path.name for v in variants}
     for path in workdir.iterdir():
         if path.name not in keep:
-            path.unlink()
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _repoint(result: SearchResult, old: Path, new: Path) -> None:

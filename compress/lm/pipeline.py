@@ -356,8 +356,13 @@ def run_lm(
     raise_on_budget: bool = True,
 ) -> Any:
     """Run a text-generation recipe; see ``compress.pipeline.run``."""
-    from compress.errors import BudgetError
-    from compress.pipeline import CompressResult, _Progress, _publish, _repoint, _staging
+    from compress.pipeline import (
+        _drop_unused,
+        _Progress,
+        _publish,
+        _published,
+        _staging,
+    )
 
     out_dir = Path(out_dir).resolve()
     key = key or (recipe.resolve(recipe.package.key) if recipe.package else None)
@@ -417,24 +422,15 @@ def run_lm(
 
             package = package_lm(recipe, result, source, key=key, out_dir=tmp)
         _publish(tmp, out_dir)
-    report = out_dir / report.name
-    if package is not None:
-        package = out_dir / package.name
-    _repoint(result, tmp / "variants", out_dir / "variants")
-    if result.selected is None and raise_on_budget:
-        raise BudgetError(
-            f"no variant meets the budget ({_budget_text(recipe)}); "
-            f"see {report}; no package written"
-        )
-    return CompressResult(out_dir, report, package, result)
-
-
-def _drop_unused(workdir: Path, variants: list[Variant]) -> None:
-    """Keep the variants' folders; drop Hugging Face intermediates and builder caches."""
-    keep = {v.path.name for v in variants}
-    for path in workdir.iterdir():
-        if path.name not in keep:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return _published(
+        result,
+        tmp,
+        out_dir,
+        report=report,
+        package=package,
+        budget=_budget_text(recipe),
+        raise_on_budget=raise_on_budget,
+    )
 
 
 __all__ = ["LM_SPEED", "eval_rows", "run_lm", "weight_only_configs"]
