@@ -226,12 +226,16 @@ class ModelOverrides(_Section):
     # -- quality loop (appliance.quality): never sent anywhere, never logged ----------
     eval_data: Path | None = None
     """Labelled CSV/Parquet kept on the box (features and ``label``; for embeddings
-    ``text_a``, ``text_b`` and a similarity ``label``; optional ``group``); set, every
-    activation must pass the site evaluation gate on it."""
-    eval_metric: Literal["accuracy", "f1", "auroc", "cosine", "spearman"] | None = None
+    ``text_a``, ``text_b`` and a similarity ``label``; for generative models ``prompt`` and
+    ``reference``; optional ``group``); set, every activation must pass the site evaluation
+    gate on it."""
+    eval_metric: (
+        Literal["accuracy", "f1", "auroc", "cosine", "spearman", "token_f1", "exact_match"] | None
+    ) = None
     """Score of the gate: classifiers ``accuracy`` (unset), ``f1`` (macro), ``auroc`` (one vs
     rest); embeddings ``cosine`` (Pearson) or ``spearman`` (unset) of the pairs' cosine
-    similarity against their label."""
+    similarity against their label; generative models ``token_f1`` (unset) or
+    ``exact_match`` of the greedy answer against the reference."""
     # Two points of accuracy: beyond sampling noise on a few hundred rows, well before
     # a clinician would notice.
     eval_max_drop: float = Field(default=0.02, ge=0, le=1)

@@ -264,6 +264,8 @@ class ModelManager:
         self.cascades = build_cascades(
             self.config.cascades, self._get_classifier, set(self.repository.models())
         )
+        if self.monitoring is not None:
+            self.monitoring.serve_cascades({n: c.version for n, c in self.cascades.items()})
 
     async def load(self, name: str) -> list[int]:
         """(Re)load a model from the repository: RepositoryModelLoad.

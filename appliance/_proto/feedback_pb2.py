@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ppliance/_proto/feedback.proto\x12\x15\x61ppliance.feedback.v1\">\n\rReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"t\n\x0eReportResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x15\n\rlive_accuracy\x18\x04 \x01(\x01\x12\x0f\n\x07reports\x18\x05 \x01(\x03\x32\x63\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12W\n\x06Report\x12$.appliance.feedback.v1.ReportRequest\x1a%.appliance.feedback.v1.ReportResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61ppliance/_proto/feedback.proto\x12\x15\x61ppliance.feedback.v1\"M\n\rReportRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\"t\n\x0eReportResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x15\n\rlive_accuracy\x18\x04 \x01(\x01\x12\x0f\n\x07reports\x18\x05 \x01(\x03\x32\x63\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12W\n\x06Report\x12$.appliance.feedback.v1.ReportRequest\x1a%.appliance.feedback.v1.ReportResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appliance._proto.feedback_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTREQUEST']._serialized_start=58
-  _globals['_REPORTREQUEST']._serialized_end=120
-  _globals['_REPORTRESPONSE']._serialized_start=122
-  _globals['_REPORTRESPONSE']._serialized_end=238
-  _globals['_FEEDBACK']._serialized_start=240
-  _globals['_FEEDBACK']._serialized_end=339
+  _globals['_REPORTREQUEST']._serialized_end=135
+  _globals['_REPORTRESPONSE']._serialized_start=137
+  _globals['_REPORTRESPONSE']._serialized_end=253
+  _globals['_FEEDBACK']._serialized_start=255
+  _globals['_FEEDBACK']._serialized_end=354
 # @@protoc_insertion_point(module_scope)

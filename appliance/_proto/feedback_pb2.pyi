@@ -25,21 +25,27 @@ class ReportRequest(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     LABEL_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     id: _builtins.str
     """the id the inference request carried"""
     label: _builtins.str
     """the true class, as the package's labels spell it"""
+    group: _builtins.str
+    """Optional: the group of the case (a ward, a scanner, an age band), so live accuracy
+    is kept per group too; "" counts towards the version's overall accuracy only.
+    """
     def __init__(
         self,
         *,
         model_name: _builtins.str = ...,
         id: _builtins.str = ...,
         label: _builtins.str = ...,
+        group: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "label", b"label", "model_name", b"model_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "id", b"id", "label", b"label", "model_name", b"model_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,7 +2,8 @@
 ``appliance.quality.Outcomes`` (the gRPC port's ``Feedback/Report``, as JSON).
 
 The body is ``{"id": "...", "label": "..."}``: the id an earlier infer request carried
-and its true class, as the package's labels spell it. The answer says which version
+and its true class, as the package's labels spell it, with an optional ``"group"`` (the
+case's ward, scanner or age band) that live accuracy is kept for too. The answer says which version
 answered that request, whether it was right, and that version's live accuracy. Errors
 are the gate's to answer, like every route's.
 """
@@ -36,8 +37,8 @@ class FeedbackRoutes:
         outcomes = self._manager.outcomes
         if outcomes is None:
             raise DisabledError("outcome feedback is not set up on this daemon")
-        request_id, label = _parse(await read_body(request, MAX_REPORT_BYTES))
-        verdict = outcomes.report(name, request_id, label)
+        request_id, label, group = _parse(await read_body(request, MAX_REPORT_BYTES))
+        verdict = outcomes.report(name, request_id, label, group)
         return web.json_response(
             {
                 "model_name": verdict.model,
@@ -49,7 +50,8 @@ class FeedbackRoutes:
         )
 
 
-def _parse(body: bytes) -> tuple[str, str]:
+def _parse(body: bytes) -> tuple[str, str, str]:
+    """(id, label, group); group "" when the body names none."""
     try:
         report: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -66,7 +68,12 @@ def _parse(body: bytes) -> tuple[str, str]:
         if not isinstance(value, str) or not value:
             raise InvalidInputError(f"{key}: expected a non-empty string")
         values.append(value)
-    return values[0], values[1]
+    group = report.get("group")
+    if group is None:  # absent or null: no group
+        group = ""
+    if not isinstance(group, str):
+        raise InvalidInputError(f"group: expected a string, got {type(group).__name__}")
+    return values[0], values[1], group
 
 
 __all__ = ["FeedbackRoutes"]

@@ -25,6 +25,9 @@ is activated (pushed with ``--activate``, or ``activate``) only when the candida
 no more than ``eval_max_drop`` below the serving version on that data, overall and in
 every group; else the activation is refused with the table in the message (and so in the
 audit record). A rollback is not gated: it is the operator's way back from a bad version.
+A generative model is evaluated on its engines: the candidate's, loaded for the
+self-test, and the serving version's; ``evaluate`` of a version that is not loaded loads
+it for the evaluation and unloads it after.
 
 Anti-rollback: a version below the highest ever activated (or the one serving) is
 refused, at install as at activation, unless the operator passes the downgrade flag
@@ -70,7 +73,7 @@ from appliance.lifecycle.state import StateStore
 from appliance.manager import ModelManager, Served
 from appliance.package import MODEL_NAME, Manifest, unpack_package, verify_package
 from appliance.package.archive import MAX_PACKAGE_BYTES
-from appliance.repository import EMBEDDED_ROOT, VersionSource
+from appliance.repository import EMBEDDED_ROOT, TEXT_GENERATION, VersionSource
 
 if TYPE_CHECKING:
     from appliance.quality import GateReport, SiteEvaluator
@@ -380,7 +383,8 @@ class Lifecycle:
         if evaluator is None or not evaluator.configured(source.name):
             return
         try:
-            report = await evaluator.evaluate(source, self._serving_source(source))
+            serving = self._serving_source(source)
+            report = await evaluator.evaluate(source, serving, self._generators(source, serving))
             entry["evaluation"] = report.summary()
             if not report.passed:
                 raise EvaluationGateError(f"{report.summary()}; refused:\n{report.table()}")
@@ -396,6 +400,16 @@ class Lifecycle:
             return None
         return self._manager.repository.versions(candidate.name).get(serving)
 
+    def _generators(self, *sources: VersionSource | None) -> dict[int, GenerativeVersion]:
+        """The loaded generative versions among ``sources``: what a generative model's
+        evaluation answers with (a classifier's opens sessions of its own)."""
+        found: dict[int, GenerativeVersion] = {}
+        for source in sources:
+            model = self._loaded(source.name, source.version) if source else None
+            if isinstance(model, GenerativeVersion):
+                found[model.version] = model
+        return found
+
     async def evaluate(self, name: str, version: int, *, who: str) -> GateReport:
         """``appliance models evaluate``: ``version`` (0: the serving one) against the
         serving version, on the model's evaluation data. Changes nothing."""
@@ -409,9 +423,34 @@ class Lifecycle:
                     f"model {name!r} has no serving version; name the version to evaluate"
                 )
             source = self._package_source(name, number)
-            report = await self._evaluator.evaluate(source, self._serving_source(source))
+            if source.task == TEXT_GENERATION and self._loaded(name, number) is None:
+                report = await self._evaluate_unloaded(self._evaluator, source)
+            else:
+                against = self._serving_source(source)
+                generators = self._generators(source, against)
+                report = await self._evaluator.evaluate(source, against, generators)
             entry["evaluation"] = report.summary()
             return report
+
+    async def _evaluate_unloaded(
+        self, evaluator: SiteEvaluator, source: VersionSource
+    ) -> GateReport:
+        """A generative version that does not serve answers from an engine of its own:
+        loaded and self-tested beside the serving one for the evaluation, unloaded after.
+        Under the lock, so no activation loads or retires it meanwhile."""
+        async with self._lock:
+            if self._loaded(source.name, source.version) is not None:
+                loaded_before = True
+            else:
+                loaded_before = False
+                await self._load_and_test(source, verified=False)
+            try:
+                serving = self._serving_source(source)
+                generators = self._generators(source, serving)
+                return await evaluator.evaluate(source, serving, generators)
+            finally:
+                if not loaded_before:
+                    await self._manager.retire(source.name, source.version, 0)
 
     def _package_source(self, name: str, version: int) -> VersionSource:
         versions = self._manager.repository.versions(name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
@@ -88,6 +88,7 @@ class Monitoring:
         self.port: int | None = None
         self._monitors: dict[tuple[str, int], ModelMonitor] = {}
         self._generative: dict[tuple[str, int], GenerationMetrics] = {}
+        self._cascades: dict[str, int] = {}  # [cascades.NAME] -> the one version it answers at
         # Replaced whole under the lock, read without it on the event loop.
         self._names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -163,9 +164,18 @@ class Monitoring:
             self._refresh_names()
         return metrics
 
+    def serve_cascades(self, versions: Mapping[str, int]) -> None:
+        """The cascades served under names of their own, with the version each answers
+        at: their requests count under those names, not as ``UNKNOWN_MODEL`` (each
+        stage's own count is ``appliance_cascade_requests_total``)."""
+        with self._lock:
+            self._cascades = dict(versions)
+            self._refresh_names()
+
     def _refresh_names(self) -> None:
         """Under the lock: the names ``record_request`` counts under their own label."""
-        self._names = frozenset(name for name, _ in (*self._monitors, *self._generative))
+        loaded = (name for name, _ in (*self._monitors, *self._generative))
+        self._names = frozenset((*loaded, *self._cascades))
 
     def detach(self, model: _Served) -> None:
         """A version was retired: its gauges go; its cache counts stay in the totals."""
@@ -204,7 +214,11 @@ class Monitoring:
             return None
         number = version_number(version)
         key = (model, number)
-        return number is not None and (key in self._monitors or key in self._generative)
+        if number is None:
+            return False
+        return (
+            key in self._monitors or key in self._generative or self._cascades.get(model) == number
+        )
 
     # -- status ----------------------------------------------------------------
 

@@ -5,8 +5,8 @@ metrics) and ``gate`` compares a candidate with the serving version; ``feedback`
 predicted classes per request id and turns reported outcomes into live accuracy;
 ``retrain`` runs the configured retraining command when live accuracy falls or drift
 persists; ``metrics`` exports all of it to Prometheus. ``generation`` scores a generative
-model's greedy answers against references (token F1, exact match); it is imported on its
-own (``appliance.quality.generation``), as it needs the HTTP port's generative protocol.
+model's greedy answers against references (token F1, exact match), which ``site`` runs
+for a ``text-generation`` model on its loaded versions.
 """
 
 from appliance.quality.evaluation import EvalData, Scores, read_eval_data, score

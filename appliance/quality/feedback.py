@@ -7,7 +7,11 @@ labels clients report later (``appliance.feedback.v1.Feedback/Report``, ``POST
 never an output value. The ids of a model are kept for its ``feedback_window`` most
 recent requests (the oldest is forgotten first); an id answers one report, then is
 forgotten. Live accuracy of a version is the share of correct predictions among its
-``feedback_window`` most recent reports.
+``feedback_window`` most recent reports. A report may name the case's ``group`` (a
+ward, a scanner, an age band): it then counts towards that group's live accuracy too,
+kept the same way. A model has at most ``MAX_GROUPS`` groups, so a client cannot grow
+the box's memory (or the metric's series) without bound; a report naming one more is
+refused before its id is used.
 
 Everything here runs on the event loop (the manager's infer and the report RPC); the
 metrics collector reads from its own thread, hence the lock.
@@ -33,6 +37,11 @@ if TYPE_CHECKING:
 Array = np.ndarray[Any, Any]
 #: Called after each report: model name, version, its live accuracy and report count.
 OnAccuracy = Callable[[str, int, float, int], None]
+#: Distinct groups a model's reports may name: wards or age bands are a handful, while
+#: each one costs a window of memory and a metric series per version.
+MAX_GROUPS = 32
+#: Characters of a group's name: a label, not a text.
+MAX_GROUP_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class _ModelOutcomes:
         self.window = window
         self.predicted: OrderedDict[str, tuple[int, int]] = OrderedDict()  # id -> (ver, cls)
         self.reported: dict[int, deque[bool]] = {}  # version -> recent correctness
+        self.grouped: dict[tuple[int, str], deque[bool]] = {}  # (version, group) -> the same
+        self.groups: set[str] = set()
 
     def remember(self, request_id: str, version: int, predicted: int) -> None:
         self.predicted[request_id] = (version, predicted)
@@ -84,8 +95,9 @@ class Outcomes:
                 outcomes = self._models[model.name] = _ModelOutcomes(tuple(labels), window)
             outcomes.remember(request_id, model.version, int(np.argmax(scores[0])))
 
-    def report(self, model_name: str, request_id: str, label: str) -> Verdict:
-        """A client's true label for an earlier request; counts towards live accuracy."""
+    def report(self, model_name: str, request_id: str, label: str, group: str = "") -> Verdict:
+        """A client's true label for an earlier request; counts towards live accuracy,
+        the version's and, when ``group`` is given, that group's."""
         with self._lock:
             outcomes = self._models.get(model_name)
             if outcomes is None:
@@ -98,6 +110,7 @@ class Outcomes:
                     f"label {quoted(label)} is not a label of model {quoted(model_name)}; "
                     f"expected one of {list(outcomes.labels)}"
                 )
+            _check_group(model_name, outcomes, group)
             kept = outcomes.predicted.pop(request_id, None)
             if kept is None:
                 raise ModelNotFoundError(
@@ -107,9 +120,14 @@ class Outcomes:
                     "(feedback_window)"
                 )
             version, predicted = kept
+            correct = outcomes.labels[predicted] == label
             recent = outcomes.reported.setdefault(version, deque(maxlen=outcomes.window))
-            recent.append(outcomes.labels[predicted] == label)
+            recent.append(correct)
             accuracy, count = sum(recent) / len(recent), len(recent)
+            if group:
+                outcomes.groups.add(group)
+                key = (version, group)
+                outcomes.grouped.setdefault(key, deque(maxlen=outcomes.window)).append(correct)
         if self._on_accuracy is not None:
             self._on_accuracy(model_name, version, accuracy, count)
         return Verdict(model_name, version, recent[-1], accuracy, count)
@@ -124,6 +142,31 @@ class Outcomes:
                 if recent
             ]
 
+    def group_accuracy(self) -> list[tuple[str, int, str, float, int]]:
+        """(model, version, group, live accuracy, reports) of every group with reports."""
+        with self._lock:
+            return [
+                (name, version, group, sum(recent) / len(recent), len(recent))
+                for name, outcomes in sorted(self._models.items())
+                for (version, group), recent in sorted(outcomes.grouped.items())
+                if recent
+            ]
+
+
+def _check_group(model_name: str, outcomes: _ModelOutcomes, group: str) -> None:
+    """A known group, or room for one more: else INVALID_ARGUMENT, the id still kept."""
+    if len(group) > MAX_GROUP_CHARS:
+        raise InvalidInputError(
+            f"group: expected a name of at most {MAX_GROUP_CHARS} characters, got {len(group)}"
+        )
+    if not group or group in outcomes.groups or len(outcomes.groups) < MAX_GROUPS:
+        return
+    raise InvalidInputError(
+        f"group {quoted(group)}: model {quoted(model_name)} already has reports in "
+        f"{MAX_GROUPS} groups, the most it keeps live accuracy for; expected one of its "
+        "groups, or no group"
+    )
+
 
 def _class_scores(outputs: Mapping[str, Array], classes: int) -> Array | None:
     """The first (rows, classes) output: one score per label."""
@@ -133,4 +176,4 @@ def _class_scores(outputs: Mapping[str, Array], classes: int) -> Array | None:
     return None
 
 
-__all__ = ["OnAccuracy", "Outcomes", "Verdict"]
+__all__ = ["MAX_GROUPS", "MAX_GROUP_CHARS", "OnAccuracy", "Outcomes", "Verdict"]

@@ -13,7 +13,9 @@ punctuation and the articles a/an/the, split on white space):
 
 A version's score is the mean over its rows, overall and per group. It is written
 against ``appliance.http.generative.GenerativeModel``, the protocol the serving engine
-implements; prompts, answers and references are patient data and are never logged.
+(``appliance.generative.GenerativeVersion``) implements; the site evaluation gate
+(``appliance.quality.site``) passes it the loaded versions. Prompts, answers and
+references are patient data and are never logged.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from appliance.errors import ConfigError
-from appliance.http.generative import GenerativeModel, SamplingOptions
+from appliance.generative.types import SamplingOptions
 from appliance.quality.evaluation import Scores, group_column, read_columns, score_rows
+
+if TYPE_CHECKING:  # the protocol only: the quality loop does not import the HTTP port
+    from appliance.http.generative import GenerativeModel
 
 Array = np.ndarray[Any, Any]
 

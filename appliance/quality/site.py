@@ -10,6 +10,13 @@ while its file is unchanged: parsing is Python work that would hold the GIL agai
 event loop at every evaluation (``benchmarks/eval_gate.py`` measures what evaluation
 costs live traffic). The lifecycle calls ``evaluate`` at activation and for
 ``appliance models evaluate``.
+
+A generative model (task ``text-generation``) is evaluated on its loaded versions, which
+the lifecycle hands over (``generators``): the candidate's engine, loaded beside the
+serving one for its self-test, and the serving version's. Each answers the prompts
+greedily one at a time (``appliance.quality.generation``), so the evaluation holds one
+sequence of an engine's batch at most and live generations keep the rest; the prompt
+file is read on the evaluation thread.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from appliance.config import Config
+from appliance.config import Config, ModelOverrides
 from appliance.embedding import TextEmbedder
 from appliance.errors import ConfigError
 from appliance.package.manifest import TensorSpec
@@ -33,7 +41,6 @@ from appliance.quality.evaluation import (
     CLASSIFIER_METRICS,
     EMBEDDING_METRICS,
     EvalData,
-    Metric,
     PairData,
     Scores,
     cosine_similarity,
@@ -43,8 +50,20 @@ from appliance.quality.evaluation import (
     score_rows,
 )
 from appliance.quality.gate import GateReport, compare
-from appliance.repository import VersionSource
+from appliance.quality.generation import (
+    GENERATION_METRICS,
+    PromptData,
+    evaluate_generation,
+    read_prompt_data,
+)
+from appliance.repository import TEXT_GENERATION, VersionSource
 from appliance.runtime import Array, ProviderChoice, Session
+
+if TYPE_CHECKING:
+    from appliance.http.generative import GenerativeModel
+
+#: The loaded versions of a generative model, by version number.
+Generators = Mapping[int, "GenerativeModel"]
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +89,9 @@ class SiteEvaluator:
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evaluation", initializer=_lower_priority
         )
-        # The last file read, by (path, size, mtime, labels); evaluation thread only.
-        self._data_key: tuple[Path, int, int, tuple[str, ...]] | None = None
-        self._data: EvalData | PairData | None = None
+        # The last file read, by (path, size, mtime, task, labels); evaluation thread only.
+        self._data_key: tuple[Path, int, int, str, tuple[str, ...]] | None = None
+        self._data: EvalData | PairData | PromptData | None = None
         #: The latest scores of each (model, version) evaluated (``appliance_eval_metric``).
         self.latest: dict[tuple[str, int], Scores] = {}
 
@@ -80,24 +99,36 @@ class SiteEvaluator:
         """Whether ``[models.NAME] eval_data`` is set, so activations are gated."""
         return self._config.overrides_for(name).eval_data is not None
 
-    async def evaluate(self, candidate: VersionSource, serving: VersionSource | None) -> GateReport:
-        """The gate's report of ``candidate`` against ``serving`` (None: alone)."""
+    async def evaluate(
+        self,
+        candidate: VersionSource,
+        serving: VersionSource | None,
+        generators: Generators | None = None,
+    ) -> GateReport:
+        """The gate's report of ``candidate`` against ``serving`` (None: alone); a
+        generative model's versions answer through ``generators``, its loaded versions."""
         settings = self._config.overrides_for(candidate.name)
         if settings.eval_data is None:
             raise ConfigError(
                 f"model {candidate.name!r} has no evaluation data; set [models."
                 f"{candidate.name}] eval_data to a labelled CSV or Parquet file on this box"
             )
-        loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(
-            self._executor,
-            self._compare,
-            candidate,
-            serving,
-            settings.eval_data,
-            settings.eval_metric or _default_metric(candidate),
-            settings.eval_max_drop,
-        )
+        metric = settings.eval_metric or _default_metric(candidate)
+        if candidate.task == TEXT_GENERATION:
+            report = await self._compare_generation(
+                candidate, serving, generators or {}, metric, settings
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            report = await loop.run_in_executor(
+                self._executor,
+                self._compare,
+                candidate,
+                serving,
+                settings.eval_data,
+                metric,
+                settings.eval_max_drop,
+            )
         log.info("evaluation gate: %s", report.summary())  # scores only, never rows
         return report
 
@@ -113,9 +144,44 @@ class SiteEvaluator:
         embedding = candidate.task == "embedding"
         _check_metric(candidate, metric, EMBEDDING_METRICS if embedding else CLASSIFIER_METRICS)
         # An embedding model's pairs have no class labels; () keys them in the cache.
-        data = self._read(path, () if embedding else _labels(candidate))
+        data = self._read(path, candidate.task, () if embedding else _labels(candidate))
         after = self._scores(candidate, data, metric)
         before = self._scores(serving, data, metric) if serving is not None else None
+        return self._report(candidate, serving, after, before, max_drop)
+
+    async def _compare_generation(
+        self,
+        candidate: VersionSource,
+        serving: VersionSource | None,
+        generators: Generators,
+        metric: str,
+        settings: ModelOverrides,
+    ) -> GateReport:
+        """On the event loop: the prompts read on the evaluation thread, then each
+        version's greedy answers, one prompt at a time, scored against the references."""
+        _check_metric(candidate, metric, GENERATION_METRICS)
+        path, max_drop = settings.eval_data, settings.eval_max_drop
+        if path is None:  # pragma: no cover - evaluate checked it
+            raise ConfigError(f"model {candidate.name!r} has no evaluation data")
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._executor, self._read, path, TEXT_GENERATION, ())
+        if not isinstance(data, PromptData):  # pragma: no cover - read by its task
+            raise TypeError("expected prompt data")
+        after = await evaluate_generation(_generator(generators, candidate), data, metric)
+        before = None
+        if serving is not None:
+            before = await evaluate_generation(_generator(generators, serving), data, metric)
+        return self._report(candidate, serving, after, before, max_drop)
+
+    def _report(
+        self,
+        candidate: VersionSource,
+        serving: VersionSource | None,
+        after: Scores,
+        before: Scores | None,
+        max_drop: float,
+    ) -> GateReport:
+        """Keep both versions' scores for the metric; compare them."""
         self.latest[(candidate.name, candidate.version)] = after
         if serving is not None and before is not None:
             self.latest[(serving.name, serving.version)] = before
@@ -128,20 +194,25 @@ class SiteEvaluator:
             max_drop=max_drop,
         )
 
-    def _read(self, path: Path, labels: tuple[str, ...]) -> EvalData | PairData:
-        """A classifier's data (``labels`` given) or text pairs (none), kept while the
-        file is unchanged."""
+    def _read(
+        self, path: Path, task: str, labels: tuple[str, ...]
+    ) -> EvalData | PairData | PromptData:
+        """A generative model's prompts, a classifier's data (``labels`` given) or text
+        pairs (none), kept while the file is unchanged."""
         try:
             stat = path.stat()
         except OSError:
             stat = None
-        key = (path, stat.st_size, stat.st_mtime_ns, labels) if stat is not None else None
+        key = (path, stat.st_size, stat.st_mtime_ns, task, labels) if stat is not None else None
         if key is None or self._data is None or self._data_key != key:
-            data = read_eval_data(path, labels) if labels else read_pair_data(path)
-            self._data, self._data_key = data, key
+            self._data, self._data_key = _read_data(path, task, labels), key
         return self._data
 
-    def _scores(self, source: VersionSource, data: EvalData | PairData, metric: str) -> Scores:
+    def _scores(
+        self, source: VersionSource, data: EvalData | PairData | PromptData, metric: str
+    ) -> Scores:
+        if isinstance(data, PromptData):  # pragma: no cover - generative models go apart
+            raise TypeError("prompt data is scored by _compare_generation")
         session = Session(source.model_file, self._providers, intra_op_threads=1)
         if isinstance(data, PairData):
             return self._pair_scores(source, session, data, metric)
@@ -183,14 +254,37 @@ def _embed(session: Session, embedder: TextEmbedder, texts: tuple[str, ...]) -> 
     return np.concatenate(parts)
 
 
+def _read_data(path: Path, task: str, labels: tuple[str, ...]) -> EvalData | PairData | PromptData:
+    if task == TEXT_GENERATION:
+        return read_prompt_data(path)
+    return read_eval_data(path, labels) if labels else read_pair_data(path)
+
+
+def _generator(generators: Generators, source: VersionSource) -> GenerativeModel:
+    """The loaded engine of a generative version (the lifecycle loads it first)."""
+    model = generators.get(source.version)
+    if model is None:
+        raise ConfigError(
+            f"model {source.name!r} version {source.version}: expected the version loaded "
+            f"to evaluate its generations, loaded: {sorted(generators)}"
+        )
+    return model
+
+
 def _default_metric(source: VersionSource) -> str:
-    # Spearman: the usual headline of STS-style embedding benchmarks.
+    # Spearman: the usual headline of STS-style embedding benchmarks; token F1: SQuAD's,
+    # which credits an answer that is partly right where exact match gives it nothing.
+    if source.task == TEXT_GENERATION:
+        return "token_f1"
     return "spearman" if source.task == "embedding" else "accuracy"
 
 
-def _check_metric(source: VersionSource, metric: str, known: Mapping[str, Metric]) -> None:
+_KINDS = {"embedding": "an embedding model", TEXT_GENERATION: "a generative model"}
+
+
+def _check_metric(source: VersionSource, metric: str, known: Mapping[str, object]) -> None:
     if metric not in known:
-        kind = "an embedding model" if source.task == "embedding" else "a classifier"
+        kind = _KINDS.get(source.task, "a classifier")
         raise ConfigError(
             f"model {source.name!r}: eval_metric {metric!r} does not score {kind}; "
             f"expected one of {sorted(known)}"

@@ -26,7 +26,9 @@ class FeedbackServicer(pb_grpc.FeedbackServicer):
         self._outcomes = outcomes
 
     async def Report(self, request: pb.ReportRequest, context: Context) -> pb.ReportResponse:
-        verdict = self._outcomes.report(request.model_name, request.id, request.label)
+        verdict = self._outcomes.report(
+            request.model_name, request.id, request.label, request.group
+        )
         return verdict_to_proto(verdict)
 
 

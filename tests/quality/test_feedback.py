@@ -20,6 +20,7 @@ import tritonclient.grpc as triton
 
 from appliance._proto import feedback_pb2 as fb
 from appliance._proto import feedback_pb2_grpc as fb_grpc
+from appliance.quality.feedback import MAX_GROUPS
 from tests._daemon import DaemonProcess
 from tests.quality.conftest import LABELS, MODEL, Packages, cli, quality_config, site_rows
 
@@ -33,10 +34,12 @@ def infer(daemon: DaemonProcess, request_id: str, x: np.ndarray) -> str:
     return LABELS[int(np.argmax(result.as_numpy("probabilities")[0]))]
 
 
-def report(daemon: DaemonProcess, request_id: str, label: str, model: str = MODEL) -> Any:
+def report(
+    daemon: DaemonProcess, request_id: str, label: str, model: str = MODEL, group: str = ""
+) -> Any:
     with daemon.channel() as channel:
         stub = fb_grpc.FeedbackStub(channel)  # type: ignore[no-untyped-call]
-        request = fb.ReportRequest(model_name=model, id=request_id, label=label)
+        request = fb.ReportRequest(model_name=model, id=request_id, label=label, group=group)
         return stub.Report(request, timeout=10)
 
 
@@ -88,7 +91,7 @@ def test_feedback_moves_live_accuracy_and_a_low_one_retrains_once_per_cooldown(
         retrain_command=[sys.executable, "-c", script],
         retrain_cooldown_s=4.0,
     )
-    gauge = f'appliance_live_accuracy{{model="{MODEL}",version="1"}}'
+    gauge = f'appliance_live_accuracy{{group="",model="{MODEL}",version="1"}}'
     runs = f'appliance_retrain_runs_total{{model="{MODEL}"}}'
     try:
         x, _, _ = site_rows(20, seed=3)
@@ -154,6 +157,58 @@ def test_the_window_forgets_the_oldest_ids(feedback_daemon: DaemonProcess) -> No
         report(feedback_daemon, "w-0", "pos")
     assert forgotten.value.code() == grpc.StatusCode.NOT_FOUND
     assert report(feedback_daemon, "w-1", "pos").model_version == 1
+
+
+def test_live_accuracy_is_kept_per_group_too_and_groups_are_bounded(
+    feedback_daemon: DaemonProcess,
+) -> None:
+    x, _, _ = site_rows(MAX_GROUPS + 6, seed=9)
+    predicted = {}
+    for i in range(MAX_GROUPS + 6):
+        predicted[f"g-{i}"] = infer(feedback_daemon, f"g-{i}", x[i : i + 1])
+
+    def gauge(group: str) -> float | None:
+        name = f'appliance_live_accuracy{{group="{group}",model="{MODEL}",version="1"}}'
+        return scrape(feedback_daemon, name)
+
+    report(feedback_daemon, "g-0", predicted["g-0"], group="icu")  # right
+    report(feedback_daemon, "g-1", other(predicted["g-1"]), group="icu")  # wrong
+    report(feedback_daemon, "g-2", predicted["g-2"], group="oncology")  # right
+    report(feedback_daemon, "g-3", predicted["g-3"])  # right, no group
+    status, answer = http_post(
+        feedback_daemon,
+        f"/v2/models/{MODEL}/feedback",
+        {"id": "g-4", "label": other(predicted["g-4"]), "group": "oncology"},
+    )
+
+    assert status == 200 and answer["correct"] is False, answer
+    assert gauge("icu") == 0.5 and gauge("oncology") == 0.5
+    assert gauge("") == pytest.approx(3 / 5)  # every report, grouped or not
+
+    for i in range(5, MAX_GROUPS + 3):  # 30 more groups: 32 in all
+        report(feedback_daemon, f"g-{i}", predicted[f"g-{i}"], group=f"ward-{i}")
+    with pytest.raises(grpc.RpcError) as one_too_many:
+        report(feedback_daemon, f"g-{MAX_GROUPS + 3}", "pos", group="one-too-many")
+    too_long = http_post(
+        feedback_daemon,
+        f"/v2/models/{MODEL}/feedback",
+        {"id": f"g-{MAX_GROUPS + 4}", "label": "pos", "group": "w" * 200},
+    )
+    not_text = http_post(
+        feedback_daemon,
+        f"/v2/models/{MODEL}/feedback",
+        {"id": f"g-{MAX_GROUPS + 4}", "label": "pos", "group": 7},
+    )
+
+    assert one_too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = str(one_too_many.value.details())
+    assert f"already has reports in {MAX_GROUPS} groups" in details
+    assert "'one-too-many'" in details
+    assert gauge("one-too-many") is None
+    # A refused report leaves its id kept: it may be reported under a known group.
+    assert report(feedback_daemon, f"g-{MAX_GROUPS + 3}", "pos", group="icu").reports > 0
+    assert too_long[0] == 400 and "at most 128 characters" in too_long[1]["error"]
+    assert not_text[0] == 400 and "group: expected a string" in not_text[1]["error"]
 
 
 def http_post(daemon: DaemonProcess, path: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -11,7 +11,14 @@ import numpy as np
 import tritonclient.grpc as triton
 
 from tests._daemon import DaemonProcess
-from tests.quality.conftest import MODEL, Packages, cli, quality_config, site_rows
+from tests.quality.conftest import (
+    MODEL,
+    Packages,
+    cli,
+    quality_config,
+    site_rows,
+    write_eval_csv,
+)
 
 
 def serving_version(daemon: DaemonProcess) -> str:
@@ -126,3 +133,16 @@ def test_unusable_eval_data_refuses_the_activation_and_says_why(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"eval_data {missing}: no such file" in refused.stderr
     assert MODEL not in [m["name"] for m in listing]  # nothing installed, nothing serves
+
+
+def test_a_generative_metric_for_a_classifier_is_refused_and_says_why(
+    packages: Packages, tmp_path: Path
+) -> None:
+    data = write_eval_csv(tmp_path / "site-eval.csv")
+    config = quality_config(packages, tmp_path, eval_data=str(data), eval_metric="token_f1")
+    with DaemonProcess(tmp_path, config) as daemon:
+        refused = cli(daemon, "models", "push", str(packages.build("good", 1)), "--activate")
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "eval_metric 'token_f1' does not score a classifier" in refused.stderr
+    assert "['accuracy', 'auroc', 'f1']" in refused.stderr

@@ -1,7 +1,8 @@
 """Scoring a generative model's greedy answers against references (token F1, exact
-match), per group. The serving engine is not in this tree yet, so the model here is a
-small one written in the test that implements ``appliance.http.generative``'s
-``GenerativeModel`` protocol: it answers from a table and records the options asked."""
+match), per group. The model here is a small one written in the test that implements
+``appliance.http.generative``'s ``GenerativeModel`` protocol, so the scores are known by
+hand: it answers from a table and records the options asked (``test_gate_generative``
+runs the gate on the real engine)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,10 @@ import tritonclient.http as triton_http
 
 from appliance.config import parse_config
 from appliance.errors import ConfigError
+from appliance.monitoring.monitor import UNKNOWN_MODEL
 from tests._daemon import DaemonProcess
 from tests.models import affine_model, classifier_model, softmax_of
+from tests.monitoring.conftest import matching
 from tests.routing.conftest import classify, scrape, value
 
 #: Confident (top probability >= 0.9) when the two features differ by 1.1 or more.
@@ -96,6 +98,27 @@ def test_served_over_http_with_the_stages_metadata(daemon: DaemonProcess) -> Non
         answer = http.infer("triage", [tensor]).as_numpy("probabilities")
     np.testing.assert_allclose(answer, softmax_of(CONFIDENT, SMALL), rtol=1e-5)
     assert stage_counts(daemon)[0] == before_small + 1
+
+
+def test_requests_count_under_the_cascade_s_name(
+    daemon: DaemonProcess, client: triton.InferenceServerClient
+) -> None:
+    def counts() -> tuple[float, float, float]:
+        samples = scrape(daemon)
+        name = "appliance_requests_total"
+        answered = value(samples, name, model="triage", version="1", code="OK")
+        refused = value(samples, name, model="triage", version="", code="INVALID_ARGUMENT")
+        unknown = sum(matching(samples, name, model=UNKNOWN_MODEL).values())
+        return answered or 0.0, refused or 0.0, unknown
+
+    answered, refused, unknown = counts()
+    for _ in range(2):
+        classify(client, "triage", CONFIDENT)
+    classify(client, "triage", UNSURE)
+    with pytest.raises(triton.InferenceServerException):
+        classify(client, "triage", np.ones((1, 3), dtype=np.float32))
+
+    assert counts() == (answered + 3, refused + 1, unknown)
 
 
 def test_requests_are_checked_like_any_model(client: triton.InferenceServerClient) -> None:
