@@ -68,8 +68,10 @@ def cache_root() -> Path:
     return root
 
 
-def teacher(spec: LlamaSpec = TEACHER) -> tuple[Path, float]:
-    """The cached teacher folder and the seconds its training took (kept beside it)."""
+def teacher(spec: LlamaSpec | None = None) -> tuple[Path, float]:
+    """The cached teacher folder (default ``TEACHER``) and the seconds its training took
+    (kept beside it)."""
+    spec = spec or TEACHER
     final = cache_root() / f"llama-{spec.key()}-hf"
     if not final.is_dir():
         scratch = final.with_name(final.name + ".partial")
