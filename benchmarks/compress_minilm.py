@@ -212,18 +212,61 @@ def _machine() -> str:
     )
 
 
-MISSED_NOTE = """## Where a target is missed
+#: Distillation settings tried before the committed run (fp32 student, layers [0, 2, 4, 5],
+#: held-out cosine after one epoch): what the "why" of a missed fidelity target rests on.
+DISTILL_TRIALS = """Settings tried before this run (fp32 student of teacher layers [0, 2, 4, 5],
+held-out cosine after one epoch; untrained, that student starts at 0.884, the best start
+of the 15 four-layer subsets, against 0.863 for [0, 3, 4, 5] and 0.855 for [0, 1, 4, 5]):
 
-Size (>= 4x) and speed (>= 3x at cosine >= 0.98) are missed by every variant within
-budget. The int8 model is 22.9 MB for 22.7 M parameters: int8 weights alone are a 4x
-cut, and the scales, biases and LayerNorms add the rest, so 4x needs fewer parameters
-or narrower weights. Fewer parameters: the 4-layer distilled student is 4.69x smaller
-and 3.21x faster, but two epochs on 1500 sentences (what a benchmark can spend on two
-CPU cores) reach cosine 0.93, not 0.98. Narrower weights: 4-bit block weights
-(`MatMulNBits`, blocks of 32) measured cosine 0.933 and 1.08x fp32 speed in a side
-test on random tokens, against 0.985 for per-channel int8 there. Quantizing the
-attention MatMuls too (activation x activation, as Optimum's preset does) gave no
-speed (106.9 vs 106.5 samples/s) and slightly lower fidelity in that side test."""
+| text | dropout | lr | weights: cosine, hidden, attention | held-out cosine | on training text |
+|---|---|---|---|---|---|
+| 1500 sentences | on | 5e-4 | 10, 1, 0 | 0.930 | - |
+| 1500 sentences | on | 5e-4 | 10, 0, 0 | 0.928 | - |
+| 1500 sentences | on | 5e-4 | 10, 1, 1 | 0.930 | - |
+| 1500 sentences | on | 1e-3 | 10, 1, 0 | 0.909 | 0.974 |
+| 1500 sentences | on | 2e-4 | 10, 1, 0 | 0.940 | - |
+| 1500 sentences | on | 1e-4 | 10, 1, 0 | 0.939 | 0.969 |
+| 1500 + 1500 recombined | on | 2e-4 | 10, 1, 0 | 0.949 (6.5x the time) | 0.981 |
+| 1500 sentences | off | 5e-4 | 10, 1, 0 | 0.945 | 0.986 |
+| 1500 sentences | off | 2e-4 | 10, 5, 0 | 0.951 | 0.985 |
+| 3000 sentences | off | 2e-4 | 10, 1, 0 | 0.955 | 0.991 |
+| 6000 sentences | off | 2e-4 | 10, 1, 0 | 0.959 | 0.994 |
+| 6000 sentences | off | 2e-4 | 10, 5, 0 | 0.961 | 0.994 |"""
+
+
+def _missed_note(rows: dict[str, Row], selected: str) -> str:
+    """Why the size/speed targets at cosine >= 0.98 are missed, from this run's figures."""
+    fp32, best = rows["fp32 (ours, export)"], rows[selected]
+    int8 = rows["int8 dynamic per-channel (ours)"]
+    lines = [
+        "## Where a target is missed",
+        "",
+        f"The selected variant ({best.name}) is {fp32.size_mb / best.size_mb:.2f}x smaller "
+        f"and {best.throughput / fp32.throughput:.2f}x faster at cosine {best.cosine:.4f}. "
+        f"int8 weights alone are a 4x cut of the matrices, and the scales, biases, "
+        f"LayerNorms and float embeddings add the rest ({int8.size_mb:.1f} MB, "
+        f"{fp32.size_mb / int8.size_mb:.2f}x), so 4x and 3x need fewer layers. Narrower "
+        "weights were no way out: 4-bit blocks (`MatMulNBits`, blocks of 32) measured cosine "
+        "0.933 at 1.08x fp32 speed in last round's side test.",
+    ]
+    student = rows.get("distilled-int8-dyn-pc")
+    if student is not None and student.cosine < 0.98:
+        lines += [
+            "",
+            f"The 4-layer student in int8 is {fp32.size_mb / student.size_mb:.2f}x smaller "
+            f"and {student.throughput / fp32.throughput:.2f}x faster, but reaches cosine "
+            f"{student.cosine:.4f}, {0.98 - student.cosine:.4f} short of 0.98. The student "
+            "learns from 20 of the corpus generator's 25 templates and is scored on the other "
+            "5: on its own training sentences it comes within 0.01 of the teacher, so what "
+            "remains is generalising to sentence structures it never saw. More sentences of "
+            "the same templates close that slowly (doubling the text gains less each time), "
+            "dropout off and lower learning rates help, the loss weights barely matter, and "
+            "recombined texts (new structures from the training clauses) help but cost several "
+            "times the training time per text, being longer.",
+            "",
+            DISTILL_TRIALS,
+        ]
+    return "\n".join(lines)
 
 
 def _is_fallback(name: str) -> bool:
@@ -331,7 +374,7 @@ def _write(
     ]
     best = by_name[selected]
     if fp32.size_mb / best.size_mb < 4 or best.throughput / fp32.throughput < 3:
-        text += [MISSED_NOTE, ""]
+        text += [_missed_note(by_name, selected), ""]
     for title, run_result in (
         ("main run (budget cosine >= 0.98)", result),
         ("int8-only run (budget cosine >= 0.995)", int8_run),
@@ -387,7 +430,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, help="keep variants, report and package here")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--train", type=int, default=1500, help="training sentences")
+    parser.add_argument("--train", type=int, default=8000, help="training sentences")
     parser.add_argument(
         "--recombined", type=int, default=0, help="more training texts recombined from them"
     )
@@ -401,9 +444,9 @@ def _parser() -> argparse.ArgumentParser:
         "layer's own, the last the teacher's last",
     )
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--cosine-weight", type=float, default=10.0)
-    parser.add_argument("--hidden-weight", type=float, default=1.0)
+    parser.add_argument("--hidden-weight", type=float, default=5.0)
     parser.add_argument("--attention-weight", type=float, default=0.0)
     return parser
 
