@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import os
 import platform
@@ -184,17 +185,32 @@ def _measure(evaluator: Evaluator, paths: dict[str, Path]) -> list[Row]:
     return list(rows.values())
 
 
+def _has_optimum() -> bool:
+    """Optimum is the comparison baseline only; the project's environment has none."""
+    return importlib.util.find_spec("optimum") is not None
+
+
+#: The Optimum line when it is not installed (optimum-onnx pins transformers below 4.58).
+_NO_OPTIMUM = (
+    "not run: Optimum is not installed (the project's one environment has transformers 5, "
+    "which optimum-onnx does not accept); install optimum-onnx in a separate environment "
+    "with transformers < 4.58 to compare"
+)
+
+
 def _versions() -> str:
     import onnx
     import onnxruntime
-    import optimum.version
     import torch
     import transformers
 
+    optimum = "not installed"
+    if _has_optimum():
+        optimum = importlib.import_module("optimum.version").__version__
     return (
         f"Python {platform.python_version()}, torch {torch.__version__}, onnx "
         f"{onnx.__version__}, onnxruntime-gpu {onnxruntime.__version__} (CPU provider), "
-        f"optimum {optimum.version.__version__}, transformers {transformers.__version__}"
+        f"optimum {optimum}, transformers {transformers.__version__}"
     )
 
 
@@ -278,20 +294,15 @@ def _check(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def _targets(rows: dict[str, Row], selected: str, optimum: str, fallback: str | None) -> list[str]:
+def _targets(
+    rows: dict[str, Row], selected: str, optimum: str | None, fallback: str | None
+) -> list[str]:
     fp32, best = rows["fp32 (ours, export)"], rows[selected]
     int8 = rows["int8 dynamic per-channel (ours)"]
     if fallback is not None and int8.cosine < 0.995:
         int8 = rows[fallback]  # int8 with the most sensitive MatMuls spared (8-bit blocks)
-    opt = rows[optimum]
     size_x, speed_x = fp32.size_mb / best.size_mb, best.throughput / fp32.throughput
     int8_x = int8.throughput / fp32.throughput
-    ours_eq = [
-        r
-        for n, r in rows.items()
-        if n not in (optimum,) and r.cosine >= opt.cosine and not n.startswith("fp32")
-    ]
-    fastest_eq = max(ours_eq, key=lambda r: r.throughput, default=None)
     lines = [
         "| target | required | measured | |",
         "|---|---|---|---|",
@@ -302,6 +313,16 @@ def _targets(rows: dict[str, Row], selected: str, optimum: str, fallback: str | 
         f"{_check(int8.cosine >= 0.995)} |",
         f"| int8-only faster (batch 32) | >= 1.9x | {int8_x:.2f}x | {_check(int8_x >= 1.9)} |",
     ]
+    if optimum is None:
+        lines.append("| ours faster than Optimum's default | > 1x | not run (no Optimum) | - |")
+        return lines
+    opt = rows[optimum]
+    ours_eq = [
+        r
+        for n, r in rows.items()
+        if n not in (optimum,) and r.cosine >= opt.cosine and not n.startswith("fp32")
+    ]
+    fastest_eq = max(ours_eq, key=lambda r: r.throughput, default=None)
     if fastest_eq is None:
         lines.append(
             f"| ours faster than Optimum at >= its cosine ({opt.cosine:.4f}) | yes | "
@@ -323,7 +344,7 @@ def _write(
     result: CompressResult,
     *,
     selected: str,
-    optimum: str,
+    optimum: str | None,
     preset: str,
     seconds: float,
     args: argparse.Namespace,
@@ -356,7 +377,9 @@ def _write(
         "",
         f"- Machine: {_machine()}",
         f"- Versions: {_versions()}",
-        f"- Optimum's default: `{preset}` through `ORTQuantizer`, on Optimum's own export.",
+        f"- Optimum's default: `{preset}` through `ORTQuantizer`, on Optimum's own export."
+        if optimum is not None
+        else f"- Optimum's default: {preset}.",
         f"- Student: teacher layers {args.layers}, matching teacher hidden states "
         f"{_layer_map(args)}; distilled {args.epochs} epochs (lr {args.lr}, loss weights: "
         f"cosine {args.cosine_weight}, hidden {args.hidden_weight}, attention "
@@ -499,17 +522,21 @@ def main(argv: list[str] | None = None) -> int:
             if _is_fallback(v.name):
                 variants[v.name] = v
         selected = result.search.selected
-        optimum_model, preset = _optimum_default(
-            _export_with_optimum(work / "optimum-fp32"), work / "optimum-int8"
-        )
-        optimum = "Optimum default dynamic int8"
+        optimum: str | None = None
+        preset = _NO_OPTIMUM
+        if _has_optimum():
+            optimum_model, preset = _optimum_default(
+                _export_with_optimum(work / "optimum-fp32"), work / "optimum-int8"
+            )
+            optimum = "Optimum default dynamic int8"
         paths = {
             _name_of(n): v.path for n, v in variants.items() if not _is_fallback(n) or v.in_budget
         }
         fallback = next(
             (_name_of(n) for n, v in variants.items() if _is_fallback(n) and v.in_budget), None
         )
-        paths[optimum] = optimum_model
+        if optimum is not None:
+            paths[optimum] = optimum_model
         evaluator = Evaluator(*_evaluation(recipe, result))
         evaluator.reference = evaluator.outputs(evaluator.session(result.search.baseline.path))
         rows = _measure(evaluator, paths)
