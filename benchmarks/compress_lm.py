@@ -397,7 +397,11 @@ def _document(
     report: str,
 ) -> list[str]:
     targets, misses = _targets(variants, speeds)
-    command = " ".join(["python benchmarks/compress_lm.py", *(argv or sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for i, word in enumerate(given[:-1]):
+        if word in ("--out", "--results"):
+            given[i + 1] = "DIR" if word == "--out" else "FILE"  # where, not what, is kept
+    command = " ".join(["python benchmarks/compress_lm.py", *given])
     selected = result.search.selected.name if result.search.selected else "(none in budget)"
     trained = f"trained once in {trained_s / 60:.1f} min and cached (not part of the run's time)"
     lines = [
@@ -441,7 +445,9 @@ def _document(
 
 def _demote(markdown: str) -> str:
     """The report's headings one level down, under this file's."""
-    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+    plot = "(The Pareto plot, `pareto.png`, is written beside the report in `--out`.)"
+    lines = [plot if line.startswith("![") else line for line in markdown.splitlines()]
+    return "\n".join("#" + line if line.startswith("#") else line for line in lines)
 
 
 if __name__ == "__main__":
