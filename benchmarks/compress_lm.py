@@ -210,6 +210,21 @@ def _parameters(folder: Path) -> int:
     return int(config["vocab_size"] * h * 2 + layers * per_layer + h)
 
 
+def _vocabulary(folder: Path) -> str:
+    """The model's vocabulary, and how it compares with the spec's."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    size = int(config["vocab_size"])
+    if size >= TEACHER.vocab:
+        return str(size)
+    return (
+        f"{size}: the BPE trainer found only that many tokens in the corpus of the "
+        f"{TEACHER.vocab} asked, so the model has {TEACHER.vocab - size} fewer embedding "
+        "and output rows than the spec's"
+    )
+
+
 def _check(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -397,6 +412,16 @@ def _document(
     report: str,
 ) -> list[str]:
     targets, misses = _targets(variants, speeds)
+    millions = _parameters(folder) / 1e6
+    targets.append(
+        f"| teacher parameters | >= 20 M | {millions:.1f} M | {_check(millions >= 20)} |"
+    )
+    if millions < 20:
+        misses.append(
+            f"teacher size: {millions:.1f} M parameters, {20 - millions:.1f} M short of 20 M: "
+            "the tokenizer learned fewer tokens than asked (see Teacher above); its decoder layers "
+            "are as specified"
+        )
     given = list(argv if argv is not None else sys.argv[1:])
     for i, word in enumerate(given[:-1]):
         if word in ("--out", "--results"):
@@ -414,7 +439,7 @@ def _document(
         f"- Teacher: Llama, {_parameters(folder) / 1e6:.1f} M parameters (hidden "
         f"{TEACHER.hidden}, {TEACHER.layers} layers, {TEACHER.heads} heads, "
         f"{TEACHER.kv_heads} KV heads, FFN {TEACHER.intermediate}, vocabulary "
-        f"{TEACHER.vocab}), {TEACHER.steps} steps of batch {TEACHER.batch} x "
+        f"{_vocabulary(folder)}), {TEACHER.steps} steps of batch {TEACHER.batch} x "
         f"{TEACHER.seq} tokens on {TEACHER.sentences} corpus sentences, {trained}; fp32 "
         f"build {fp32_mb:.1f} MB.",
         f"- Local text: {args.train} of the teacher's training sentences (distillation); "
