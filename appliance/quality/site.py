@@ -4,8 +4,9 @@ Owns how a version is evaluated on this box: a session of its own on the box's
 execution providers (the ones that serve it), limited to one intra-op thread, run from
 one dedicated evaluation thread in batches of ``BATCH_ROWS`` rows. Serving sessions
 and their batchers are never used, so live traffic keeps its threads and its queue;
-the evaluation takes one core at most, and that thread runs at the lowest CPU priority
-(nice 19), so on a busy box the serving threads come first. The parsed data is kept
+the evaluation takes one core at most, and that thread runs in Linux's idle scheduling
+class (nice 19 where that is refused), so a serving thread that wakes takes the core
+from it at once. The parsed data is kept
 while its file is unchanged: parsing is Python work that would hold the GIL against the
 event loop at every evaluation (``benchmarks/eval_gate.py`` measures what evaluation
 costs live traffic). The lifecycle calls ``evaluate`` at activation and for
@@ -72,7 +73,14 @@ EVALUATION_NICENESS = 19
 
 
 def _lower_priority() -> None:
-    """Evaluation thread start: nice this thread alone (Linux threads have their own)."""
+    """Evaluation thread start: this thread alone (Linux threads have their own policy)
+    to the idle class, where a serving thread that wakes up takes the core at once;
+    where that is refused, nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+        return
+    except (OSError, AttributeError):
+        pass
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EVALUATION_NICENESS)
     except (OSError, AttributeError):  # not Linux, or not allowed: run at normal priority
