@@ -606,6 +606,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, help="default 64 (--quick: 16)")
     parser.add_argument("--max-batch-size", type=int, help="default 4 on CPU, 16 on CUDA")
     parser.add_argument("--out", type=Path, help="results file (default: results/generative.md)")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or find) the model, print its folder"
+    )
     args = parser.parse_args()
     extra = {"use_paged_attention": "true"} if args.paged else {}
     setup = Setup(
@@ -622,6 +625,9 @@ def main() -> None:
     started = time.perf_counter()
     print("building (or finding cached) the model", flush=True)
     hf, genai = hf_llama(setup.spec), genai_model(setup.spec, setup.build)
+    if args.build_only:
+        print(f"built {genai}")
+        return
     bandwidth = copy_bandwidth(setup.provider)
     print(f"copy bandwidth {bandwidth[0] / 2**30:.1f} GiB/s ({bandwidth[1]})", flush=True)
     work = Path(tempfile.mkdtemp(prefix="generative-bench-"))
