@@ -516,10 +516,14 @@ def report(setup: Setup, genai: Path, bandwidth: tuple[float, str], seconds: flo
         "",
         f"- Machine: {os.cpu_count()} cores ({_cpu_name()}), "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {_gpu_name()}; provider "
-        f"{setup.provider}. **The box is shared with other work** (load average at the end "
-        f"{load}): absolute figures are this box's at this hour; the rows were measured "
-        "in turns at each concurrency, so their ratios are what to read. A quieter box "
-        "gives higher figures.",
+        f"{setup.provider}. Load average at the end {load}"
+        + (
+            " (**the box was shared with other work**: a quieter box gives higher figures)"
+            if os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+            else ""
+        )
+        + ". The rows were measured in turns at each concurrency, so their ratios are "
+        "what to read.",
         f"- {_versions()}",
         f"- Model: a Llama of hidden {spec.hidden}, {spec.layers} layers, {spec.heads} heads, "
         f"{spec.kv_heads} KV heads, intermediate {spec.intermediate}, vocabulary "
