@@ -22,7 +22,6 @@ Writes ``benchmarks/results/compress-lm.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import statistics
@@ -33,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _machine import machine
 
 from compress.lm import LlamaSpec, build_llama
 from compress.lm.tiny import corpus
@@ -184,20 +186,6 @@ def _versions() -> str:
         f"{transformers.__version__}, onnx {onnx.__version__}, onnxruntime-gpu "
         f"{onnxruntime.__version__} (CPU provider), onnxruntime-genai "
         f"{onnxruntime_genai.__version__}"
-    )
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg()[0]
-    return (
-        f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; "
-        f"load average {load:.1f} when the run ended"
     )
 
 
@@ -435,7 +423,7 @@ def _document(
         "",
         f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        f"- Machine: {_machine()}",
+        f"- Machine: {machine()}",
         f"- Versions: {_versions()}",
         f"- Teacher: Llama, {_parameters(folder) / 1e6:.1f} M parameters (hidden "
         f"{TEACHER.hidden}, {TEACHER.layers} layers, {TEACHER.heads} heads, "

@@ -39,6 +39,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _machine import machine
+
 from appliance.package import generate_keypair
 from compress.corpus import clinical_corpus, recombined
 from compress.evaluate import Evaluator
@@ -214,20 +216,6 @@ def _versions() -> str:
     )
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{model}, {os.cpu_count()} logical cores, {platform.system()} "
-        f"{platform.release()}; load average {load:.1f} when the run ended"
-    )
-
-
 #: Distillation settings tried before the committed run (fp32 student, layers [0, 2, 4, 5],
 #: held-out cosine after one epoch): what the "why" of a missed fidelity target rests on.
 DISTILL_TRIALS = """Settings tried before this run (fp32 student of teacher layers [0, 2, 4, 5],
@@ -383,7 +371,7 @@ def _write(
         "Runtime CPU provider, 2 intra-op threads, sequence length 128; batch 32 throughput "
         "and batch 1 latency, medians of interleaved repeats.",
         "",
-        f"- Machine: {_machine()}",
+        f"- Machine: {machine()}",
         f"- Versions: {_versions()}",
         f"- Optimum's default: `{preset}` through `ORTQuantizer`, on Optimum's own export."
         if optimum is not None
